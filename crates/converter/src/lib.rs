@@ -1,0 +1,1 @@
+//! eventyard converters (being written).

@@ -1,0 +1,14 @@
+//! `eventyard convert` (being written).
+
+use std::process::ExitCode;
+
+use super::{CliError, Global};
+
+/// Arguments of `eventyard convert`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {}
+
+/// Runs `eventyard convert`.
+pub(crate) async fn run(_args: Args, _global: &Global) -> Result<ExitCode, CliError> {
+    Err(CliError::Failed("not built yet".into()))
+}

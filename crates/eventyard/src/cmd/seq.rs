@@ -1,0 +1,14 @@
+//! `eventyard seq` (being written).
+
+use std::process::ExitCode;
+
+use super::{CliError, Global};
+
+/// Arguments of `eventyard seq`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {}
+
+/// Runs `eventyard seq`.
+pub(crate) async fn run(_args: Args, _global: &Global) -> Result<ExitCode, CliError> {
+    Err(CliError::Failed("not built yet".into()))
+}

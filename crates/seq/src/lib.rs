@@ -1,0 +1,1 @@
+//! eventyard sequence tracker (being written).
