@@ -1,1 +1,284 @@
-//! db
+//! Database access for the three supported backends.
+//!
+//! [`Db`] is a cheap-to-clone handle over a connection pool of one backend.
+//! SQL in eventyard is written once with `$1, $2, …` placeholders;
+//! [`Db::sql`] rewrites them to `?` for MySQL/MariaDB (SQLite accepts `$N`).
+
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::{Error, Result};
+
+/// Which database a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// PostgreSQL.
+    Postgres,
+    /// MySQL 8 or MariaDB 10.6+.
+    MySql,
+    /// SQLite (the embedded default).
+    Sqlite,
+}
+
+impl Backend {
+    /// The backend a URL names, by its scheme.
+    pub fn from_url(url: &str) -> Option<Backend> {
+        let scheme = url.split_once(':')?.0.to_ascii_lowercase();
+        match scheme.as_str() {
+            "postgres" | "postgresql" => Some(Backend::Postgres),
+            "mysql" | "mariadb" => Some(Backend::MySql),
+            "sqlite" => Some(Backend::Sqlite),
+            _ => None,
+        }
+    }
+
+    /// A short lowercase name (`postgres`, `mysql`, `sqlite`), as used for `schema/<name>/`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Postgres => "postgres",
+            Backend::MySql => "mysql",
+            Backend::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// Pool settings. Defaults suit a daemon; tests and the CLI use fewer connections.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    max_connections: u32,
+    acquire_timeout: Duration,
+    sqlite_busy_timeout: Duration,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(10),
+            sqlite_busy_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl DbOptions {
+    /// Maximum pooled connections (default 10; SQLite writers still serialize).
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// How long to wait for a free connection before failing (default 10 s).
+    pub fn acquire_timeout(mut self, d: Duration) -> Self {
+        self.acquire_timeout = d;
+        self
+    }
+
+    /// How long SQLite waits on a locked database before `SQLITE_BUSY` (default 10 s).
+    pub fn sqlite_busy_timeout(mut self, d: Duration) -> Self {
+        self.sqlite_busy_timeout = d;
+        self
+    }
+}
+
+/// A connection pool to one of the supported databases.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Db {
+    /// A PostgreSQL pool.
+    #[cfg(feature = "postgres")]
+    Postgres(sqlx::PgPool),
+    /// A MySQL/MariaDB pool.
+    #[cfg(feature = "mysql")]
+    MySql(sqlx::MySqlPool),
+    /// A SQLite pool.
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlx::SqlitePool),
+}
+
+/// Runs the same block for whichever pool a [`Db`] holds, binding it to `$pool`.
+///
+/// The block is compiled once per enabled backend, so it can use sqlx's
+/// generic APIs (`sqlx::query(..).bind(..).fetch_all($pool)`) as long as the
+/// bound and decoded types work on all three databases.
+#[macro_export]
+macro_rules! with_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            #[cfg(feature = "postgres")]
+            $crate::db::Db::Postgres($pool) => $body,
+            #[cfg(feature = "mysql")]
+            $crate::db::Db::MySql($pool) => $body,
+            #[cfg(feature = "sqlite")]
+            $crate::db::Db::Sqlite($pool) => $body,
+        }
+    };
+}
+
+impl Db {
+    /// Connects with default [`DbOptions`]. The URL scheme picks the backend:
+    /// `postgres://`, `mysql://` / `mariadb://`, or `sqlite://` (`?mode=rwc`
+    /// is implied, so a missing SQLite file is created).
+    pub async fn connect(url: &str) -> Result<Db> {
+        Db::connect_with(url, &DbOptions::default()).await
+    }
+
+    /// Connects with the given options.
+    pub async fn connect_with(url: &str, options: &DbOptions) -> Result<Db> {
+        let unsupported = || Error::UnsupportedDatabase {
+            url: redact_url(url),
+        };
+        let backend = Backend::from_url(url).ok_or_else(unsupported)?;
+        match backend {
+            #[cfg(feature = "postgres")]
+            Backend::Postgres => {
+                let opts = sqlx::postgres::PgConnectOptions::from_str(url)?;
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(options.max_connections)
+                    .acquire_timeout(options.acquire_timeout)
+                    .connect_with(opts)
+                    .await?;
+                Ok(Db::Postgres(pool))
+            }
+            #[cfg(feature = "mysql")]
+            Backend::MySql => {
+                let url: Cow<'_, str> = match url.strip_prefix("mariadb:") {
+                    Some(rest) => Cow::Owned(format!("mysql:{rest}")),
+                    None => Cow::Borrowed(url),
+                };
+                let opts = sqlx::mysql::MySqlConnectOptions::from_str(&url)?;
+                let pool = sqlx::mysql::MySqlPoolOptions::new()
+                    .max_connections(options.max_connections)
+                    .acquire_timeout(options.acquire_timeout)
+                    .connect_with(opts)
+                    .await?;
+                Ok(Db::MySql(pool))
+            }
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite => {
+                use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+                let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+                let mut opts = SqliteConnectOptions::from_str(url)?
+                    .create_if_missing(true)
+                    .foreign_keys(true)
+                    .busy_timeout(options.sqlite_busy_timeout);
+                if !in_memory {
+                    opts = opts
+                        .journal_mode(SqliteJournalMode::Wal)
+                        .synchronous(SqliteSynchronous::Normal);
+                }
+                // An in-memory database exists once per connection: keep exactly one.
+                let max = if in_memory { 1 } else { options.max_connections };
+                let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                    .max_connections(max)
+                    .acquire_timeout(options.acquire_timeout)
+                    .connect_with(opts)
+                    .await?;
+                Ok(Db::Sqlite(pool))
+            }
+            #[allow(unreachable_patterns)]
+            _ => Err(unsupported()),
+        }
+    }
+
+    /// Which backend this pool talks to.
+    pub fn backend(&self) -> Backend {
+        match self {
+            #[cfg(feature = "postgres")]
+            Db::Postgres(_) => Backend::Postgres,
+            #[cfg(feature = "mysql")]
+            Db::MySql(_) => Backend::MySql,
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Rewrites `$N` placeholders for this backend (`?` on MySQL).
+    ///
+    /// Statements passed here must not contain `$` inside string literals.
+    pub fn sql<'a>(&self, statement: &'a str) -> Cow<'a, str> {
+        match self.backend() {
+            Backend::MySql => Cow::Owned(dollar_to_question(statement)),
+            _ => Cow::Borrowed(statement),
+        }
+    }
+
+    /// Applies every pending schema migration for this backend (idempotent).
+    pub async fn migrate(&self) -> Result<()> {
+        let migrator = crate::migrate::migrator(self.backend()).await?;
+        with_pool!(self, pool => migrator.run(pool).await?);
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        with_pool!(self, pool => pool.close().await)
+    }
+}
+
+/// Replaces `$1`, `$2`, … with `?` (placeholders are positional in order of use).
+fn dollar_to_question(statement: &str) -> String {
+    let mut out = String::with_capacity(statement.len());
+    let mut chars = statement.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(|d| d.is_ascii_digit()) {
+            while chars.peek().is_some_and(|d| d.is_ascii_digit()) {
+                chars.next();
+            }
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The URL with any password replaced by `***`, for error messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_rewritten_in_order() {
+        assert_eq!(
+            dollar_to_question("SELECT * FROM t WHERE a = $1 AND b = $12"),
+            "SELECT * FROM t WHERE a = ? AND b = ?"
+        );
+        assert_eq!(dollar_to_question("no params"), "no params");
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://u:secret@localhost:5432/db"),
+            "postgres://u:***@localhost:5432/db"
+        );
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+        assert_eq!(redact_url("mysql://root@h/db"), "mysql://root@h/db");
+    }
+
+    #[test]
+    fn backends_from_url() {
+        assert_eq!(Backend::from_url("postgresql://x"), Some(Backend::Postgres));
+        assert_eq!(Backend::from_url("mariadb://x"), Some(Backend::MySql));
+        assert_eq!(Backend::from_url("sqlite::memory:"), Some(Backend::Sqlite));
+        assert_eq!(Backend::from_url("redis://x"), None);
+    }
+}
