@@ -18,7 +18,7 @@ CREATE TABLE IF NOT EXISTS ey_send_config (
     CONSTRAINT ey_send_config_retry_chk CHECK (retry_count >= 0),
     CONSTRAINT ey_send_config_size_chk CHECK (batch_size > 0),
     CONSTRAINT ey_send_config_compression_chk CHECK (compression IN ('gzip', 'deflate', 'none'))
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
 CREATE TABLE IF NOT EXISTS ey_receive_config (
     event_type      VARCHAR(191) NOT NULL,
@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS ey_receive_config (
     CONSTRAINT ey_receive_config_workers_chk CHECK (workers > 0),
     CONSTRAINT ey_receive_config_attempts_chk CHECK (max_attempts > 0),
     CONSTRAINT ey_receive_config_backoff_chk CHECK (backoff_ms >= 0)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
 CREATE TABLE IF NOT EXISTS ey_outbox (
     id          BIGINT       NOT NULL AUTO_INCREMENT PRIMARY KEY,
@@ -63,7 +63,7 @@ CREATE TABLE IF NOT EXISTS ey_outbox (
     KEY ey_outbox_status_created_idx (status, created_at),
     KEY ey_outbox_seq_idx (producer_id, stream, epoch, seq),
     CONSTRAINT ey_outbox_status_chk CHECK (status IN ('pending', 'sent', 'failed'))
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
 CREATE TABLE IF NOT EXISTS ey_inbox (
     id              BIGINT       NOT NULL AUTO_INCREMENT PRIMARY KEY,
@@ -85,7 +85,7 @@ CREATE TABLE IF NOT EXISTS ey_inbox (
     KEY ey_inbox_status_due_idx (status, next_attempt_at),
     KEY ey_inbox_type_status_idx (event_type, status, id),
     CONSTRAINT ey_inbox_status_chk CHECK (status IN ('received', 'done', 'retrying', 'dead', 'stored'))
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
 CREATE TABLE IF NOT EXISTS ey_stream_state (
     subscriber  VARCHAR(191) NOT NULL,
@@ -97,7 +97,7 @@ CREATE TABLE IF NOT EXISTS ey_stream_state (
     updated_at  DATETIME(6)  NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
     PRIMARY KEY (subscriber, producer_id, stream),
     CONSTRAINT ey_stream_state_mode_chk CHECK (mode IN ('synced', 'hold', 'fetch', 'snapshot'))
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
 CREATE TABLE IF NOT EXISTS ey_snapshot (
     producer_id VARCHAR(191) NOT NULL,
@@ -107,7 +107,7 @@ CREATE TABLE IF NOT EXISTS ey_snapshot (
     state       LONGBLOB     NOT NULL,
     created_at  DATETIME(6)  NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
     PRIMARY KEY (producer_id, stream)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
 CREATE TABLE IF NOT EXISTS ey_component (
     kind          VARCHAR(32)  NOT NULL,
@@ -116,7 +116,7 @@ CREATE TABLE IF NOT EXISTS ey_component (
     registered_at DATETIME(6)  NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
     PRIMARY KEY (kind, component_id, instance_id),
     CONSTRAINT ey_component_kind_chk CHECK (kind IN ('send_converter', 'receive_converter', 'handler'))
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
 CREATE TABLE IF NOT EXISTS ey_config_version (
     id         INT         NOT NULL PRIMARY KEY,

@@ -83,7 +83,6 @@ impl DbOptions {
 
 /// A connection pool to one of the supported databases.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub enum Db {
     /// A PostgreSQL pool.
     #[cfg(feature = "postgres")]
@@ -101,6 +100,10 @@ pub enum Db {
 /// The block is compiled once per enabled backend, so it can use sqlx's
 /// generic APIs (`sqlx::query(..).bind(..).fetch_all($pool)`) as long as the
 /// bound and decoded types work on all three databases.
+///
+/// The `cfg(feature = …)` arms are evaluated in the calling crate, so a crate
+/// using this macro must forward the `postgres`, `mysql` and `sqlite`
+/// features to `eventyard-core` under the same names.
 #[macro_export]
 macro_rules! with_pool {
     ($db:expr, $pool:ident => $body:expr) => {

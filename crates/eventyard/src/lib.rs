@@ -18,6 +18,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod catalog;
+
 pub use eventyard_converter as converter;
 pub use eventyard_core as core;
 pub use eventyard_receiver as receiver;

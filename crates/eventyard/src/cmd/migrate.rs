@@ -1,6 +1,9 @@
-//! `eventyard migrate` (being written).
+//! `eventyard migrate`: apply the schema migrations.
 
 use std::process::ExitCode;
+
+use eventyard_core::db::{redact_url, Db};
+use eventyard_core::migrate::latest_version;
 
 use super::{CliError, Global};
 
@@ -8,7 +11,28 @@ use super::{CliError, Global};
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {}
 
-/// Runs `eventyard migrate`.
-pub(crate) async fn run(_args: Args, _global: &Global) -> Result<ExitCode, CliError> {
-    Err(CliError::Failed("not built yet".into()))
+/// Applies every pending migration; safe to run again.
+pub(crate) async fn run(_args: Args, global: &Global) -> Result<ExitCode, CliError> {
+    let url = global.require_database_url()?;
+    let db = Db::connect(url).await?;
+    db.migrate().await?;
+    db.close().await;
+    let version = latest_version();
+    if global.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "database": redact_url(url),
+                "backend": db.backend().as_str(),
+                "schema_version": version,
+            })
+        );
+    } else {
+        println!(
+            "schema is at version {version} on {} ({})",
+            redact_url(url),
+            db.backend().as_str()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

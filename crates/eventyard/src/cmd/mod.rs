@@ -5,6 +5,7 @@ pub(crate) mod convert;
 pub(crate) mod envelope;
 pub(crate) mod migrate;
 pub(crate) mod seq;
+mod table;
 
 use std::process::ExitCode;
 

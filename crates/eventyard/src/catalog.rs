@@ -1,0 +1,75 @@
+//! The [`Catalog`] a running system validates config rows against.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use eventyard_converter::Registry;
+use eventyard_core::config::{Catalog, ConfigStore};
+
+/// Converter and handler ids known to this process, plus those that running
+/// daemons have recorded in `ey_component`.
+///
+/// Rules of built-in (and locally registered) receive converters are
+/// checked; rules of a converter only known from `ey_component` are left to
+/// the daemon that owns it.
+#[derive(Debug, Clone)]
+pub struct RuntimeCatalog {
+    converters: Arc<Registry>,
+    handlers: BTreeSet<String>,
+    recorded: BTreeSet<(String, String)>,
+}
+
+impl RuntimeCatalog {
+    /// A catalog over a converter registry and no handlers.
+    pub fn new(converters: Arc<Registry>) -> Self {
+        RuntimeCatalog {
+            converters,
+            handlers: BTreeSet::new(),
+            recorded: BTreeSet::new(),
+        }
+    }
+
+    /// Adds handler ids registered in this process.
+    pub fn with_handlers<I, S>(mut self, ids: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.handlers.extend(ids.into_iter().map(Into::into));
+        self
+    }
+
+    /// Adds the ids that daemons have recorded in `ey_component`.
+    pub async fn with_recorded(mut self, store: &ConfigStore) -> eventyard_core::Result<Self> {
+        self.recorded.extend(store.recorded_components().await?);
+        Ok(self)
+    }
+
+    fn recorded(&self, kind: &str, id: &str) -> bool {
+        self.recorded.contains(&(kind.to_string(), id.to_string()))
+    }
+}
+
+impl Catalog for RuntimeCatalog {
+    fn has_send_converter(&self, id: &str) -> bool {
+        self.converters.send(id).is_some() || self.recorded("send_converter", id)
+    }
+
+    fn has_receive_converter(&self, id: &str) -> bool {
+        self.converters.has_receive(id) || self.recorded("receive_converter", id)
+    }
+
+    fn check_rules(&self, converter_id: &str, rules: Option<&str>) -> Result<(), String> {
+        if self.converters.has_receive(converter_id) {
+            self.converters
+                .validate(converter_id, rules)
+                .map_err(|e| e.to_string())
+        } else {
+            Ok(())
+        }
+    }
+
+    fn has_handler(&self, id: &str) -> bool {
+        self.handlers.contains(id) || self.recorded("handler", id)
+    }
+}
