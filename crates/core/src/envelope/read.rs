@@ -173,6 +173,7 @@ impl<'a> Parser<'a> {
                 Event::Empty(start) => {
                     return Err(
                         if start.name().as_ref() == b"envelope" && envelope.is_none() {
+                            self.check_version(&start)?;
                             EnvelopeError::MissingField { field: "header" }
                         } else if envelope.is_some() {
                             self.malformed(at, "a second root element follows </envelope>")
@@ -232,10 +233,9 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    fn envelope(&mut self, start: &BytesStart<'a>) -> Result<Envelope, EnvelopeError> {
-        let at = self.pos();
+    fn check_version(&self, start: &BytesStart<'a>) -> Result<(), EnvelopeError> {
         let version =
-            self.attribute(start, b"version", at)?
+            self.attribute(start, b"version", self.pos())?
                 .ok_or(EnvelopeError::MissingField {
                     field: "envelope/@version",
                 })?;
@@ -244,6 +244,11 @@ impl<'a> Parser<'a> {
                 found: shorten(&version),
             });
         }
+        Ok(())
+    }
+
+    fn envelope(&mut self, start: &BytesStart<'a>) -> Result<Envelope, EnvelopeError> {
+        self.check_version(start)?;
         let mut header: Option<[Option<String>; 10]> = None;
         let mut common: Option<Common> = None;
         let mut body: Option<Body> = None;
