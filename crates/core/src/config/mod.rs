@@ -14,6 +14,7 @@ mod model;
 mod schedule;
 mod store;
 mod validate;
+mod watch;
 
 pub use catalog::{Catalog, StaticCatalog};
 pub use model::{
@@ -22,6 +23,7 @@ pub use model::{
 pub use schedule::{Schedule, ScheduleError};
 pub use store::{ConfigStore, Loaded, RawReceiveRow, RawSendRow};
 pub use validate::{validate_receive_row, validate_send_row};
+pub use watch::{ConfigWatcher, WatchOptions};
 
 use std::fmt;
 
