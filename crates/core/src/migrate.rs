@@ -38,7 +38,10 @@ macro_rules! embedded {
     };
 }
 
-const MIGRATIONS: &[Embedded] = &[embedded!(1, "0001_init")];
+const MIGRATIONS: &[Embedded] = &[
+    embedded!(1, "0001_init"),
+    embedded!(2, "0002_outbox_claims"),
+];
 
 /// The embedded migrations of one backend, as a sqlx [`MigrationSource`].
 #[derive(Debug, Clone, Copy)]

@@ -1,0 +1,4 @@
+-- Claim leases on outbox rows, so several daemon instances can share the
+-- batch scheduler and the relay without sending a row twice.
+ALTER TABLE ey_outbox ADD COLUMN IF NOT EXISTS claimed_by VARCHAR(191);
+ALTER TABLE ey_outbox ADD COLUMN IF NOT EXISTS claimed_until TIMESTAMPTZ;
