@@ -171,7 +171,11 @@ impl Db {
                         .synchronous(SqliteSynchronous::Normal);
                 }
                 // An in-memory database exists once per connection: keep exactly one.
-                let max = if in_memory { 1 } else { options.max_connections };
+                let max = if in_memory {
+                    1
+                } else {
+                    options.max_connections
+                };
                 let pool = sqlx::sqlite::SqlitePoolOptions::new()
                     .max_connections(max)
                     .acquire_timeout(options.acquire_timeout)
@@ -200,10 +204,7 @@ impl Db {
     ///
     /// Statements passed here must not contain `$` inside string literals.
     pub fn sql<'a>(&self, statement: &'a str) -> Cow<'a, str> {
-        match self.backend() {
-            Backend::MySql => Cow::Owned(dollar_to_question(statement)),
-            _ => Cow::Borrowed(statement),
-        }
+        placeholders(self.backend(), statement)
     }
 
     /// Applies every pending schema migration for this backend (idempotent).
@@ -216,6 +217,15 @@ impl Db {
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         with_pool!(self, pool => pool.close().await)
+    }
+}
+
+/// Rewrites `$N` placeholders for `backend` (`?` on MySQL), for code that
+/// holds a connection rather than a [`Db`].
+pub fn placeholders(backend: Backend, statement: &str) -> Cow<'_, str> {
+    match backend {
+        Backend::MySql => Cow::Owned(dollar_to_question(statement)),
+        _ => Cow::Borrowed(statement),
     }
 }
 

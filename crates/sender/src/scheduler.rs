@@ -1,0 +1,335 @@
+//! The batch scheduler and the relay.
+//!
+//! Per event type whose send mode uses batches, the scheduler fires on the
+//! row's `batch_cron` and drains that type's pending outbox rows in chunks
+//! of `batch_size`, each row marked by its own confirm. The relay resends
+//! `pending` rows of the real-time modes that stayed unsent past the grace
+//! period (a process that died between commit and publish). Rows are
+//! claimed with leases, so several instances can run this safely.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use eventyard_core::config::{Config, Schedule, SendConfig, SendMode};
+use tokio::sync::watch;
+
+use crate::error::Result;
+use crate::outbox::{ClaimRequest, OutboxRow};
+use crate::publisher::Publisher;
+
+/// A source of the current time, injectable for tests.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Now.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// When each batch event type fires next. Pure: fed the config and the
+/// time, it answers which types are due — so cron timing is tested with
+/// chosen instants, not sleeps.
+#[derive(Debug, Default)]
+pub struct BatchPlan {
+    entries: BTreeMap<String, PlanEntry>,
+}
+
+#[derive(Debug)]
+struct PlanEntry {
+    schedule: Schedule,
+    next: Option<DateTime<Utc>>,
+}
+
+impl BatchPlan {
+    /// An empty plan.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Follows a (re)loaded config: adds new batch types, drops types that
+    /// are gone, disabled or no longer batch, and reschedules types whose
+    /// schedule text changed.
+    pub fn update(&mut self, config: &Config, now: DateTime<Utc>) {
+        let wanted: BTreeMap<&str, &Schedule> = config
+            .send
+            .values()
+            .filter(|c| c.enabled && c.send_mode.uses_batch())
+            .filter_map(|c| c.batch_schedule.as_ref().map(|s| (c.event_type.as_str(), s)))
+            .collect();
+        self.entries.retain(|t, _| wanted.contains_key(t.as_str()));
+        for (event_type, schedule) in wanted {
+            let fresh = match self.entries.get(event_type) {
+                Some(e) => e.schedule != *schedule,
+                None => true,
+            };
+            if fresh {
+                self.entries.insert(
+                    event_type.to_string(),
+                    PlanEntry {
+                        schedule: schedule.clone(),
+                        next: schedule.next_after(now),
+                    },
+                );
+            }
+        }
+    }
+
+    /// The event types due at `now`, each rescheduled to its next firing
+    /// after `now` (missed firings collapse into one).
+    pub fn take_due(&mut self, now: DateTime<Utc>) -> Vec<String> {
+        let mut due = Vec::new();
+        for (event_type, entry) in &mut self.entries {
+            if entry.next.is_some_and(|n| n <= now) {
+                due.push(event_type.clone());
+                let mut next = entry.schedule.next_after(now);
+                // Fixed intervals keep their cadence from the previous firing.
+                if let (Some(interval), Some(prev)) = (entry.schedule.interval(), entry.next) {
+                    if let Ok(step) = chrono::Duration::from_std(interval) {
+                        let mut n = prev + step;
+                        while n <= now {
+                            n += step;
+                        }
+                        next = Some(n);
+                    }
+                }
+                entry.next = next;
+            }
+        }
+        due
+    }
+
+    /// The earliest next firing.
+    pub fn next_wake(&self) -> Option<DateTime<Utc>> {
+        self.entries.values().filter_map(|e| e.next).min()
+    }
+
+    /// The next firing of one event type.
+    pub fn next_for(&self, event_type: &str) -> Option<DateTime<Utc>> {
+        self.entries.get(event_type).and_then(|e| e.next)
+    }
+}
+
+/// What one batch run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BatchReport {
+    /// Rows claimed.
+    pub claimed: u64,
+    /// Rows confirmed and marked `sent`.
+    pub sent: u64,
+    /// Rows that failed and stay `pending` for a later run.
+    pub retrying: u64,
+    /// Rows that failed for the last allowed time and are now `failed`.
+    pub failed: u64,
+}
+
+impl BatchReport {
+    fn add(&mut self, other: &BatchReport) {
+        self.claimed += other.claimed;
+        self.sent += other.sent;
+        self.retrying += other.retrying;
+        self.failed += other.failed;
+    }
+}
+
+/// Runs batch sends and the relay for a [`Publisher`].
+#[derive(Debug, Clone)]
+pub struct BatchScheduler {
+    publisher: Publisher,
+    clock: Arc<dyn Clock>,
+    relay_interval: Duration,
+}
+
+impl BatchScheduler {
+    /// A scheduler sharing the publisher's outbox, config and transport.
+    pub fn new(publisher: Publisher) -> Self {
+        BatchScheduler {
+            publisher,
+            clock: Arc::new(SystemClock),
+            relay_interval: Duration::from_secs(5),
+        }
+    }
+
+    /// Uses another clock (tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// How often the relay looks for stale pending rows (default 5 s).
+    pub fn relay_interval(mut self, d: Duration) -> Self {
+        self.relay_interval = d.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Sends every pending row of `event_type` now, in chunks of its
+    /// `batch_size` ("send batch now"). Stops early when a chunk has
+    /// failures (the broker is likely unreachable); the rest waits for the
+    /// next run.
+    pub async fn send_now(&self, event_type: &str) -> Result<BatchReport> {
+        let cfg = self.publisher.send_config(event_type)?;
+        let mut total = BatchReport::default();
+        loop {
+            let report = self.send_chunk(&cfg, None).await?;
+            total.add(&report);
+            if report.claimed == 0 || report.retrying + report.failed > 0 {
+                break;
+            }
+        }
+        if total.claimed > 0 {
+            tracing::info!(event_type, claimed = total.claimed, sent = total.sent, retrying = total.retrying, failed = total.failed, "batch sent");
+        }
+        Ok(total)
+    }
+
+    /// Resends pending rows of real-time event types older than the grace
+    /// period. Returns what it did.
+    pub async fn relay_once(&self) -> Result<BatchReport> {
+        let loaded = Arc::clone(&self.publisher.inner.config.borrow());
+        let grace = chrono::Duration::from_std(self.publisher.inner.options.relay_grace)
+            .unwrap_or(chrono::Duration::seconds(10));
+        let mut total = BatchReport::default();
+        for cfg in loaded.config.send.values() {
+            if !cfg.enabled || cfg.send_mode == SendMode::Batch {
+                continue;
+            }
+            loop {
+                let before = self.clock.now() - grace;
+                let report = self.send_chunk(cfg, Some(before)).await?;
+                total.add(&report);
+                if report.claimed == 0 || report.retrying + report.failed > 0 {
+                    break;
+                }
+            }
+        }
+        if total.claimed > 0 {
+            tracing::info!(claimed = total.claimed, sent = total.sent, "relay resent stale pending rows");
+        }
+        Ok(total)
+    }
+
+    async fn send_chunk(
+        &self,
+        cfg: &SendConfig,
+        created_before: Option<DateTime<Utc>>,
+    ) -> Result<BatchReport> {
+        let inner = &self.publisher.inner;
+        let rows: Vec<OutboxRow> = inner
+            .outbox
+            .claim(&ClaimRequest {
+                owner: &inner.options.instance_id,
+                lease: inner.options.lease,
+                event_type: Some(&cfg.event_type),
+                event_types: &[],
+                created_before,
+                limit: cfg.batch_size,
+                now: self.clock.now(),
+            })
+            .await?;
+        let mut report = BatchReport {
+            claimed: rows.len() as u64,
+            ..BatchReport::default()
+        };
+        if rows.is_empty() {
+            return Ok(report);
+        }
+        if let Err(e) = inner.transport.declare_exchange(&cfg.exchange).await {
+            for row in &rows {
+                self.record_failure(cfg, row, &e.to_string(), &mut report)
+                    .await?;
+            }
+            return Ok(report);
+        }
+        let messages = rows
+            .iter()
+            .map(|r| self.publisher.message(cfg, &r.event_id, r.payload.clone()))
+            .collect();
+        let results = inner.transport.publish_many(messages).await;
+        let mut sent = Vec::with_capacity(rows.len());
+        for (row, result) in rows.iter().zip(results) {
+            match result {
+                Ok(()) => sent.push(row.event_id.clone()),
+                Err(e) => {
+                    self.record_failure(cfg, row, &e.to_string(), &mut report)
+                        .await?
+                }
+            }
+        }
+        report.sent = sent.len() as u64;
+        inner.outbox.mark_sent(&sent, Utc::now()).await?;
+        Ok(report)
+    }
+
+    async fn record_failure(
+        &self,
+        cfg: &SendConfig,
+        row: &OutboxRow,
+        error: &str,
+        report: &mut BatchReport,
+    ) -> Result<()> {
+        let attempts_after = i64::from(row.attempts) + 1;
+        let give_up = attempts_after > i64::from(cfg.retry_count);
+        self.publisher
+            .inner
+            .outbox
+            .mark_attempt_failed(&row.event_id, error, give_up, 1)
+            .await?;
+        if give_up {
+            report.failed += 1;
+            tracing::error!(event_id = %row.event_id, event_type = %cfg.event_type, attempts = attempts_after, error, "batch send failed for the last time; outbox row marked failed");
+        } else {
+            report.retrying += 1;
+        }
+        Ok(())
+    }
+
+    /// Runs until `shutdown` turns true: fires batch types on their
+    /// schedules, runs the relay every relay interval, and follows config
+    /// reloads (a changed `batch_cron` or mode applies at once).
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut config = self.publisher.inner.config.clone();
+        let mut plan = BatchPlan::new();
+        plan.update(&config.borrow_and_update().config, self.clock.now());
+        let mut next_relay = self.clock.now();
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let now = self.clock.now();
+            for event_type in plan.take_due(now) {
+                if let Err(e) = self.send_now(&event_type).await {
+                    tracing::error!(%event_type, error = %e, "batch run failed");
+                }
+            }
+            if now >= next_relay {
+                if let Err(e) = self.relay_once().await {
+                    tracing::error!(error = %e, "relay run failed");
+                }
+                next_relay = now
+                    + chrono::Duration::from_std(self.relay_interval)
+                        .unwrap_or(chrono::Duration::seconds(5));
+            }
+            let wake = plan.next_wake().map_or(next_relay, |w| w.min(next_relay));
+            let sleep = (wake - self.clock.now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(Duration::from_secs(60));
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                changed = config.changed() => {
+                    if changed.is_err() { return; }
+                    plan.update(&config.borrow_and_update().config, self.clock.now());
+                }
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+}
