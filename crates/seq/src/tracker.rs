@@ -654,8 +654,7 @@ impl<M> Tracker<M> {
         match self.last {
             Some(last) => {
                 let to = self.missing_top(last);
-                if to - last <= self.params.max_fetch
-                    && self.failed_tries < self.params.fetch_tries
+                if to - last <= self.params.max_fetch && self.failed_tries < self.params.fetch_tries
                 {
                     let from = last + 1;
                     self.in_flight = Some(Request::Fetch { from, to });

@@ -74,7 +74,10 @@ enum Op {
     /// is taken `lag` points behind the last delivered message (a lagging
     /// replica), or ahead of it when negative (the producer has already
     /// produced messages still in the network).
-    Answer { ok: bool, lag: i64 },
+    Answer {
+        ok: bool,
+        lag: i64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -128,7 +131,11 @@ impl Harness<'_> {
                     payload,
                     ..
                 } => {
-                    prop_assert_eq!((epoch, seq), (self.epoch, self.last + 1), "applies go by +1");
+                    prop_assert_eq!(
+                        (epoch, seq),
+                        (self.epoch, self.last + 1),
+                        "applies go by +1"
+                    );
                     self.state = fold(self.state, payload);
                     self.last = seq;
                 }
@@ -196,7 +203,8 @@ impl Harness<'_> {
                 } else {
                     self.producer.points[index - 1]
                 };
-                self.tracker.on_snapshot(self.now, epoch, seq, &mut self.out);
+                self.tracker
+                    .on_snapshot(self.now, epoch, seq, &mut self.out);
             }
         }
         self.settle()

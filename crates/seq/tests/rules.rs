@@ -56,7 +56,10 @@ fn parse_inputs(line: &str) -> (u64, Vec<Input<()>>) {
         }],
         "tick" => vec![Input::Tick],
         "ok" => vec![Input::FetchOk(
-            words[2..].iter().map(|w| (w.parse().unwrap(), ())).collect(),
+            words[2..]
+                .iter()
+                .map(|w| (w.parse().unwrap(), ()))
+                .collect(),
         )],
         "err" => vec![Input::FetchErr],
         "snap" => vec![Input::Snapshot {
@@ -157,7 +160,9 @@ fn check_invariants(tracker: &Tracker<()>, name: &str, step: usize) {
     );
     if let Some(last) = tracker.last() {
         assert!(
-            buffered.iter().all(|s| *s > last + 1 && *s <= tracker.hwm()),
+            buffered
+                .iter()
+                .all(|s| *s > last + 1 && *s <= tracker.hwm()),
             "{name} step {step}: buffered seqs in (last+1, hwm]"
         );
         assert!(tracker.hwm() >= last, "{name} step {step}: hwm >= last");
@@ -219,7 +224,10 @@ const CASES: &[Case] = &[
             ("0 msg 1 1", "apply 1 1 live"),
             ("1 msg 1 3", "alert 1 2-2 hwm 3"),
             ("2 msg 1 4", ""),
-            ("3 msg 1 2", "apply 1 2 live; apply 1 3 buffer; apply 1 4 buffer"),
+            (
+                "3 msg 1 2",
+                "apply 1 2 live; apply 1 3 buffer; apply 1 4 buffer",
+            ),
             ("200 tick", ""),
         ],
         epoch: 1,
@@ -265,7 +273,10 @@ const CASES: &[Case] = &[
         steps: &[
             ("0 msg 1 1", "apply 1 1 live"),
             ("1 msg 1 5", "alert 1 2-4 hwm 5; fetch 2-4"),
-            ("2 ok 2 3 4", "apply 1 2 fetch; apply 1 3 fetch; apply 1 4 fetch; apply 1 5 buffer"),
+            (
+                "2 ok 2 3 4",
+                "apply 1 2 fetch; apply 1 3 fetch; apply 1 4 fetch; apply 1 5 buffer",
+            ),
         ],
         epoch: 1,
         last: Some(5),
@@ -522,7 +533,10 @@ const CASES: &[Case] = &[
             ("3 err", "fetch 2-4"),
             ("4 msg 1 2", "apply 1 2 live"),
             ("5 err", "fetch 3-4"),
-            ("6 ok 3 4", "apply 1 3 fetch; apply 1 4 fetch; apply 1 5 buffer"),
+            (
+                "6 ok 3 4",
+                "apply 1 3 fetch; apply 1 4 fetch; apply 1 5 buffer",
+            ),
         ],
         epoch: 1,
         last: Some(5),
@@ -607,7 +621,10 @@ const CASES: &[Case] = &[
             ("3 msg 1 1", "apply 1 1 live"),
             ("4 msg 1 5", "alert 1 2-4 hwm 5; fetch 2-4"),
             ("5 snap 1 5", ""),
-            ("6 ok 2 3 4", "apply 1 2 fetch; apply 1 3 fetch; apply 1 4 fetch; apply 1 5 buffer"),
+            (
+                "6 ok 2 3 4",
+                "apply 1 2 fetch; apply 1 3 fetch; apply 1 4 fetch; apply 1 5 buffer",
+            ),
         ],
         epoch: 1,
         last: Some(5),
@@ -723,7 +740,10 @@ const CASES: &[Case] = &[
                 "apply_snapshot 1 18446744073709551615",
             ),
             ("0 msg 1 18446744073709551615", ""),
-            ("0 msg 18446744073709551615 18446744073709551615", "snapshot"),
+            (
+                "0 msg 18446744073709551615 18446744073709551615",
+                "snapshot",
+            ),
             ("0 hb 18446744073709551615 18446744073709551615", ""),
             (
                 "0 snap 18446744073709551615 18446744073709551615",
@@ -769,10 +789,7 @@ fn alerts_match_gaps() {
                 tracker.handle(t, input, &mut out);
             }
         }
-        let alerts = out
-            .iter()
-            .filter(|a| matches!(a, Action::Alert(_)))
-            .count() as u64;
+        let alerts = out.iter().filter(|a| matches!(a, Action::Alert(_))).count() as u64;
         assert_eq!(alerts, tracker.counters().gaps, "case {:?}", case.name);
         let fetches = out
             .iter()
@@ -783,7 +800,12 @@ fn alerts_match_gaps() {
             .iter()
             .filter(|a| matches!(a, Action::RequestSnapshot))
             .count() as u64;
-        assert_eq!(snapshots, tracker.counters().snapshots, "case {:?}", case.name);
+        assert_eq!(
+            snapshots,
+            tracker.counters().snapshots,
+            "case {:?}",
+            case.name
+        );
     }
 }
 

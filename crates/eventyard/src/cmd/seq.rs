@@ -1,14 +1,434 @@
-//! `eventyard seq` (being written).
+//! `eventyard seq`: sequence tracking tools.
+//!
+//! `seq simulate` replays a JSON-lines trace through the sequence tracker
+//! (`eventyard-seq`) and prints what it would do; the trace and output
+//! formats are documented in `docs/sequencing.md`.
 
+use std::io::{BufRead, Write};
 use std::process::ExitCode;
+
+use clap::Subcommand;
+use eventyard_seq::{Action, Alert, Counters, Input, Mode, Params, Request, Source, Trackers};
+use serde::{Deserialize, Serialize};
 
 use super::{CliError, Global};
 
 /// Arguments of `eventyard seq`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct Args {}
+pub(crate) struct Args {
+    #[command(subcommand)]
+    command: SeqCommand,
+}
+
+/// The `seq` subcommands.
+#[derive(Debug, Subcommand)]
+enum SeqCommand {
+    /// Replay a JSON-lines trace (stdin) through the sequence tracker and
+    /// print its actions as JSON lines (stdout), then one state line per key.
+    Simulate(SimulateArgs),
+}
+
+/// Arguments of `eventyard seq simulate`: the tracker parameters.
+#[derive(Debug, clap::Args)]
+struct SimulateArgs {
+    /// Missing-range size at which a gap is recovered at once.
+    #[arg(long, value_name = "N", default_value_t = Params::DEFAULT.window_count)]
+    window_count: u64,
+    /// How long (logical ms) a gap is held before a tick recovers it.
+    #[arg(long, value_name = "MS", default_value_t = Params::DEFAULT.window_ms)]
+    window_ms: u64,
+    /// Largest missing range fetched; larger ones take a snapshot.
+    #[arg(long, value_name = "N", default_value_t = Params::DEFAULT.max_fetch)]
+    max_fetch: u64,
+    /// Out-of-order messages held per key.
+    #[arg(long, value_name = "N", default_value_t = Params::DEFAULT.buffer)]
+    buffer: usize,
+    /// Failed fetches in a row before falling back to a snapshot.
+    #[arg(long, value_name = "N", default_value_t = Params::DEFAULT.fetch_tries)]
+    fetch_tries: u32,
+}
+
+impl SimulateArgs {
+    fn params(&self) -> Params {
+        Params::DEFAULT
+            .with_window_count(self.window_count)
+            .with_window_ms(self.window_ms)
+            .with_max_fetch(self.max_fetch)
+            .with_buffer(self.buffer)
+            .with_fetch_tries(self.fetch_tries)
+    }
+}
 
 /// Runs `eventyard seq`.
-pub(crate) async fn run(_args: Args, _global: &Global) -> Result<ExitCode, CliError> {
-    Err(CliError::Failed("not built yet".into()))
+pub(crate) async fn run(args: Args, _global: &Global) -> Result<ExitCode, CliError> {
+    match args.command {
+        SeqCommand::Simulate(args) => {
+            let params = args.params();
+            // Plain blocking stdio: the simulation is CPU and pipe bound, and
+            // keeping it off the async workers keeps the runtime honest.
+            tokio::task::spawn_blocking(move || {
+                let stdin = std::io::stdin();
+                let stdout = std::io::stdout();
+                simulate(params, stdin.lock(), std::io::BufWriter::new(stdout.lock()))
+            })
+            .await
+            .map_err(|err| CliError::Failed(format!("simulation aborted: {err}")))??;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// A stream: producer and stream name.
+type Key = (String, String);
+
+/// One input line of a trace. Exactly one of the optional fields is set.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TraceLine {
+    t: u64,
+    msg: Option<TraceMsg>,
+    heartbeat: Option<TraceHeartbeat>,
+    tick: Option<bool>,
+    fetch_ok: Option<TraceFetchOk>,
+    fetch_err: Option<TraceKey>,
+    snapshot: Option<TraceSnapshot>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TraceMsg {
+    producer: String,
+    stream: String,
+    epoch: u64,
+    seq: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TraceHeartbeat {
+    producer: String,
+    stream: String,
+    epoch: u64,
+    next: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TraceFetchOk {
+    producer: String,
+    stream: String,
+    seqs: Vec<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TraceKey {
+    producer: String,
+    stream: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TraceSnapshot {
+    producer: String,
+    stream: String,
+    epoch: u64,
+    seq: u64,
+}
+
+/// What one trace line asks for.
+enum Event {
+    Keyed(Key, Input<()>),
+    Tick,
+}
+
+const EVENT_FIELDS: &str = "msg, heartbeat, tick, fetch_ok, fetch_err, snapshot";
+
+impl TraceLine {
+    fn into_event(self) -> Result<Event, String> {
+        let mut events = Vec::with_capacity(1);
+        if let Some(m) = self.msg {
+            events.push(Event::Keyed(
+                (m.producer, m.stream),
+                Input::Message {
+                    epoch: m.epoch,
+                    seq: m.seq,
+                    payload: (),
+                },
+            ));
+        }
+        if let Some(h) = self.heartbeat {
+            events.push(Event::Keyed(
+                (h.producer, h.stream),
+                Input::Heartbeat {
+                    epoch: h.epoch,
+                    next: h.next,
+                },
+            ));
+        }
+        if let Some(tick) = self.tick {
+            if !tick {
+                return Err("\"tick\" must be true".into());
+            }
+            events.push(Event::Tick);
+        }
+        if let Some(f) = self.fetch_ok {
+            let rows = f.seqs.into_iter().map(|seq| (seq, ())).collect();
+            events.push(Event::Keyed((f.producer, f.stream), Input::FetchOk(rows)));
+        }
+        if let Some(f) = self.fetch_err {
+            events.push(Event::Keyed((f.producer, f.stream), Input::FetchErr));
+        }
+        if let Some(s) = self.snapshot {
+            events.push(Event::Keyed(
+                (s.producer, s.stream),
+                Input::Snapshot {
+                    epoch: s.epoch,
+                    seq: s.seq,
+                },
+            ));
+        }
+        match (events.pop(), events.is_empty()) {
+            (Some(event), true) => Ok(event),
+            _ => Err(format!("expected exactly one of {EVENT_FIELDS}")),
+        }
+    }
+}
+
+/// One output line: `t`, `action`, the key, then the action's own fields.
+#[derive(Serialize)]
+struct OutLine<'a, B> {
+    t: u64,
+    action: &'static str,
+    producer: &'a str,
+    stream: &'a str,
+    #[serde(flatten)]
+    body: B,
+}
+
+#[derive(Serialize)]
+struct ApplyBody {
+    epoch: u64,
+    seq: u64,
+    from: Source,
+}
+
+#[derive(Serialize)]
+struct SnapshotBody {
+    epoch: u64,
+    seq: u64,
+}
+
+#[derive(Serialize)]
+struct RangeBody {
+    from: u64,
+    to: u64,
+}
+
+#[derive(Serialize)]
+struct NoBody {}
+
+#[derive(Serialize)]
+struct StateBody<'a> {
+    epoch: u64,
+    last: Option<u64>,
+    mode: Mode,
+    buffered: Vec<u64>,
+    hwm: u64,
+    in_flight: Option<Request>,
+    counters: &'a Counters,
+}
+
+/// Writes JSON lines, turning errors into [`CliError`]s.
+struct Output<W> {
+    writer: W,
+}
+
+impl<W: Write> Output<W> {
+    fn line<B: Serialize>(
+        &mut self,
+        t: u64,
+        action: &'static str,
+        key: &Key,
+        body: B,
+    ) -> Result<(), CliError> {
+        let line = OutLine {
+            t,
+            action,
+            producer: &key.0,
+            stream: &key.1,
+            body,
+        };
+        serde_json::to_writer(&mut self.writer, &line)
+            .map_err(|err| CliError::io("writing stdout", err.into()))?;
+        self.writer
+            .write_all(b"\n")
+            .map_err(|err| CliError::io("writing stdout", err))
+    }
+
+    fn action(&mut self, t: u64, key: &Key, action: &Action<()>) -> Result<(), CliError> {
+        match *action {
+            Action::Apply {
+                epoch, seq, from, ..
+            } => self.line(t, "apply", key, ApplyBody { epoch, seq, from }),
+            Action::ApplySnapshot { epoch, seq } => {
+                self.line(t, "apply_snapshot", key, SnapshotBody { epoch, seq })
+            }
+            Action::RequestFetch { from, to, .. } => {
+                self.line(t, "request_fetch", key, RangeBody { from, to })
+            }
+            Action::RequestSnapshot => self.line(t, "request_snapshot", key, NoBody {}),
+            Action::Alert(alert) => self.line::<Alert>(t, "alert", key, alert),
+        }
+    }
+}
+
+/// Replays the trace read from `input` and writes the actions to `output`.
+/// A malformed line stops the replay with an error naming its number.
+fn simulate<R: BufRead, W: Write>(params: Params, input: R, output: W) -> Result<(), CliError> {
+    let mut trackers: Trackers<Key, ()> = Trackers::new(params);
+    let mut out = Output { writer: output };
+    let mut actions = Vec::new();
+    let mut fired = Vec::new();
+    let mut t_last = 0;
+    for (index, line) in input.lines().enumerate() {
+        let number = index + 1;
+        let line = line.map_err(|err| CliError::Failed(format!("line {number}: {err}")))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let trace: TraceLine = serde_json::from_str(&line)
+            .map_err(|err| CliError::Failed(format!("line {number}: {}", json_error(&err))))?;
+        let t = trace.t;
+        t_last = t;
+        match trace
+            .into_event()
+            .map_err(|err| CliError::Failed(format!("line {number}: {err}")))?
+        {
+            Event::Keyed(key, input) => {
+                trackers.handle(t, &key, input, &mut actions);
+                for action in actions.drain(..) {
+                    out.action(t, &key, &action)?;
+                }
+            }
+            Event::Tick => {
+                trackers.tick(t, |key, action| fired.push((key.clone(), action)));
+                for (key, action) in fired.drain(..) {
+                    out.action(t, &key, &action)?;
+                }
+            }
+        }
+    }
+    for (key, tracker) in trackers.iter() {
+        let state = StateBody {
+            epoch: tracker.epoch(),
+            last: tracker.last(),
+            mode: tracker.mode(),
+            buffered: tracker.buffered().collect(),
+            hwm: tracker.hwm(),
+            in_flight: tracker.in_flight(),
+            counters: tracker.counters(),
+        };
+        out.line(t_last, "state", key, state)?;
+    }
+    out.writer
+        .flush()
+        .map_err(|err| CliError::io("writing stdout", err))
+}
+
+/// A serde_json error without its "at line 1 column N" suffix (the trace
+/// line number is what matters), but with the column.
+fn json_error(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    let message = match text.rfind(" at line ") {
+        Some(cut) => &text[..cut],
+        None => &text,
+    };
+    format!("{message} (column {})", err.column())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(params: Params, trace: &str) -> Result<String, String> {
+        let mut output = Vec::new();
+        simulate(params, trace.as_bytes(), &mut output).map_err(|e| e.to_string())?;
+        Ok(String::from_utf8(output).unwrap())
+    }
+
+    #[test]
+    fn a_reordered_pair() {
+        let out = run(
+            Params::default(),
+            r#"{"t":0,"msg":{"producer":"p","stream":"s","epoch":1,"seq":2}}
+{"t":1,"msg":{"producer":"p","stream":"s","epoch":1,"seq":1}}
+"#,
+        )
+        .unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[0],
+            r#"{"t":0,"action":"alert","producer":"p","stream":"s","epoch":1,"from":1,"to":1,"hwm":2}"#
+        );
+        assert_eq!(
+            lines[1],
+            r#"{"t":1,"action":"apply","producer":"p","stream":"s","epoch":1,"seq":1,"from":"live"}"#
+        );
+        assert_eq!(
+            lines[2],
+            r#"{"t":1,"action":"apply","producer":"p","stream":"s","epoch":1,"seq":2,"from":"buffer"}"#
+        );
+        assert!(lines[3].starts_with(r#"{"t":1,"action":"state","producer":"p","stream":"s","epoch":1,"last":2,"mode":"synced","buffered":[],"hwm":2,"in_flight":null,"counters":{"dup":0,"gaps":1,"#));
+        assert_eq!(lines.len(), 4);
+    }
+
+    #[test]
+    fn bad_lines_name_their_number() {
+        let ok = r#"{"t":0,"tick":true}"#;
+        for (bad, wanted) in [
+            ("{", "line 2: EOF while parsing an object (column 1)"),
+            (r#"{"t":1}"#, "line 2: expected exactly one of"),
+            (
+                r#"{"t":1,"tick":true,"fetch_err":{"producer":"p","stream":"s"}}"#,
+                "line 2: expected exactly one of",
+            ),
+            (r#"{"t":1,"tick":false}"#, "line 2: \"tick\" must be true"),
+            (r#"{"t":-1,"tick":true}"#, "line 2: invalid value"),
+            (
+                r#"{"t":1,"msg":{"producer":"p","stream":"s","epoch":1,"seq":18446744073709551616}}"#,
+                "line 2: ",
+            ),
+            (
+                r#"{"t":1,"msg":{"producer":"p","stream":"s","epoch":1,"sequence":1}}"#,
+                "line 2: unknown field `sequence`",
+            ),
+            (
+                r#"{"t":1,"snapshot":{"producer":"p","stream":"s","epoch":1}}"#,
+                "line 2: missing field `seq`",
+            ),
+        ] {
+            let err = run(Params::default(), &format!("{ok}\n{bad}\n")).unwrap_err();
+            assert!(err.starts_with(wanted), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn blank_lines_and_empty_input() {
+        assert_eq!(run(Params::default(), "").unwrap(), "");
+        assert_eq!(run(Params::default(), "\n  \n").unwrap(), "");
+    }
+
+    #[test]
+    fn extreme_numbers_do_not_panic() {
+        let max = u64::MAX;
+        let trace = format!(
+            "{{\"t\":{max},\"msg\":{{\"producer\":\"p\",\"stream\":\"s\",\"epoch\":{max},\"seq\":{max}}}}}\n\
+             {{\"t\":{max},\"heartbeat\":{{\"producer\":\"p\",\"stream\":\"s\",\"epoch\":{max},\"next\":0}}}}\n\
+             {{\"t\":{max},\"snapshot\":{{\"producer\":\"p\",\"stream\":\"s\",\"epoch\":{max},\"seq\":{max}}}}}\n\
+             {{\"t\":{max},\"tick\":true}}\n"
+        );
+        let out = run(Params::default().with_window_ms(max), &trace).unwrap();
+        assert!(out.contains(r#""action":"apply_snapshot""#), "{out}");
+    }
 }
