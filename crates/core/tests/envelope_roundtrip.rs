@@ -491,3 +491,23 @@ fn reads_documents_written_by_other_tools() {
     );
     assert_eq!(env.body, Body::Text("line 1\r\nline 2".into()));
 }
+
+/// The full example in docs/envelope.md is a valid envelope.
+#[test]
+fn the_documented_example_unpacks() {
+    let doc = include_str!("../../../docs/envelope.md");
+    let start = doc.find("```xml\n<?xml").unwrap() + "```xml\n".len();
+    let end = start + doc[start..].find("```").unwrap();
+    let env = envelope::unpack(doc[start..end].as_bytes(), &Limits::default()).unwrap();
+    assert_eq!(env.header.sequence.as_ref().unwrap().seq, 1187);
+    assert_eq!(env.common.entries[1].value, "two\r\nlines & a <tag>");
+    assert_eq!(
+        env.body.as_str(),
+        "<account id=\"1001\"><holder>Zoë &amp; Li</holder><opened>2025-01-31</opened></account>"
+    );
+    let sizes: Vec<usize> = [Compression::None, Compression::Gzip]
+        .iter()
+        .map(|c| Codec::default().pack_as(&env, *c).unwrap().len())
+        .collect();
+    println!("example packed sizes none/gzip: {sizes:?}");
+}

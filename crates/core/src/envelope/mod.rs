@@ -63,15 +63,17 @@ mod read;
 mod write;
 mod xmlchar;
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::Compression;
 
+/// Re-exported: the type of [`Header::created_at`].
+pub use chrono::{DateTime, Utc};
 pub use codec::{detect_compression, pack, unpack, Codec};
 pub use error::EnvelopeError;
 pub use limits::Limits;
+/// Re-exported: the type of [`Header::event_id`].
+pub use uuid::Uuid;
 
 /// The envelope format version written in `<envelope version="…">`.
 pub const FORMAT_VERSION: &str = "1";
@@ -134,6 +136,13 @@ pub struct Header {
 }
 
 impl Header {
+    /// `created_at` as written on the wire: RFC 3339, UTC (`Z`), with as many
+    /// fractional digits as needed (none, 3, 6 or 9).
+    pub fn created_at_rfc3339(&self) -> String {
+        self.created_at
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    }
+
     /// A header with a fresh UUID v7 event id, `created_at` now, no producer
     /// or sequence, gzip and schema version 1.
     pub fn new(event_type: impl Into<String>, publisher: impl Into<String>) -> Self {

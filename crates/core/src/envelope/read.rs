@@ -477,7 +477,7 @@ impl<'a> Parser<'a> {
                 Ok(())
             }
             Event::Text(text) => {
-                if memfind(text, b"]]>") {
+                if has_cdata_end(text) {
                     return Err(self.malformed(at, "`]]>` in character data"));
                 }
                 self.unescape(text, at, "body", |_| ())
@@ -759,8 +759,8 @@ fn is_blank(text: &[u8]) -> bool {
         .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
 }
 
-fn memfind(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+fn has_cdata_end(text: &[u8]) -> bool {
+    text.contains(&b'>') && text.windows(3).any(|w| w == b"]]>")
 }
 
 fn lossy(bytes: &[u8]) -> String {

@@ -7,8 +7,6 @@
 
 use std::io::Write as _;
 
-use chrono::SecondsFormat;
-
 use super::error::shorten;
 use super::xmlchar::{code_at, escape_into};
 use super::{read, Body, Common, Envelope, EnvelopeError, Header, Limits, FORMAT_VERSION};
@@ -53,7 +51,7 @@ pub(crate) fn write_envelope(
         number(out, "epoch", seq.epoch);
         number(out, "seq", seq.seq);
     }
-    let created = h.created_at.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+    let created = h.created_at_rfc3339();
     element(out, "created_at", "header/created_at", &created)?;
     element(
         out,
