@@ -40,7 +40,7 @@ macro_rules! embedded {
 
 const MIGRATIONS: &[Embedded] = &[
     embedded!(1, "0001_init"),
-    embedded!(2, "0002_outbox_claims"),
+    embedded!(2, "0002_outbox_claims_send_rules"),
 ];
 
 /// The embedded migrations of one backend, as a sqlx [`MigrationSource`].

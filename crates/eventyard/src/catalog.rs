@@ -56,13 +56,24 @@ impl Catalog for RuntimeCatalog {
     }
 
     fn has_receive_converter(&self, id: &str) -> bool {
-        self.converters.has_receive(id) || self.recorded("receive_converter", id)
+        self.converters.receive(id).is_some() || self.recorded("receive_converter", id)
     }
 
     fn check_rules(&self, converter_id: &str, rules: Option<&str>) -> Result<(), String> {
-        if self.converters.has_receive(converter_id) {
+        if self.converters.receive(converter_id).is_some() {
             self.converters
                 .validate(converter_id, rules)
+                .map_err(|e| e.to_string())
+        } else {
+            Ok(())
+        }
+    }
+
+    fn check_send_rules(&self, converter_id: &str, rules: Option<&str>) -> Result<(), String> {
+        if self.converters.send(converter_id).is_some() {
+            self.converters
+                .send_for(converter_id, rules)
+                .map(|_| ())
                 .map_err(|e| e.to_string())
         } else {
             Ok(())

@@ -308,20 +308,30 @@ impl Outbox {
         self.get(event_id).await
     }
 
-    /// Marks rows `sent` after their confirm: status, `sent_at`, one more attempt, claim cleared.
-    pub async fn mark_sent(&self, event_ids: &[String], now: DateTime<Utc>) -> Result<()> {
-        for chunk in event_ids.chunks(500) {
-            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-            let sql = self.db.sql(&format!(
-                "UPDATE ey_outbox SET status = 'sent', sent_at = $1, attempts = attempts + 1, \
-                 claimed_by = NULL, claimed_until = NULL, last_error = NULL WHERE event_id IN ({})",
-                list.join(", ")
-            )).into_owned();
-            with_pool!(&self.db, pool => {
-                let mut q = sqlx::query(&sql).bind(now);
-                for id in chunk { q = q.bind(id); }
-                q.execute(pool).await?;
-            });
+    /// Marks rows `sent` after their confirm: status, `sent_at`, the
+    /// attempts it took (added to the count), claim cleared.
+    pub async fn mark_sent(&self, sent: &[(String, i32)], now: DateTime<Utc>) -> Result<()> {
+        let mut by_attempts: std::collections::BTreeMap<i32, Vec<&str>> = Default::default();
+        for (id, attempts) in sent {
+            by_attempts.entry(*attempts).or_default().push(id);
+        }
+        for (attempts, ids) in by_attempts {
+            for chunk in ids.chunks(500) {
+                let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+                let sql = self
+                    .db
+                    .sql(&format!(
+                        "UPDATE ey_outbox SET status = 'sent', sent_at = $1, attempts = attempts + $2, \
+                         claimed_by = NULL, claimed_until = NULL, last_error = NULL WHERE event_id IN ({})",
+                        list.join(", ")
+                    ))
+                    .into_owned();
+                with_pool!(&self.db, pool => {
+                    let mut q = sqlx::query(&sql).bind(now).bind(attempts);
+                    for id in chunk { q = q.bind(*id); }
+                    q.execute(pool).await?;
+                });
+            }
         }
         Ok(())
     }

@@ -1,11 +1,11 @@
 //! The publisher: the public send API.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::Utc;
-use eventyard_converter::{BodyFormat, Registry, SendContext};
+use eventyard_converter::{BodyFormat, Registry, SendContext, SendConverter};
 use eventyard_core::config::{Loaded, SendConfig, SendMode};
 use eventyard_core::envelope::{self, Body, Codec, Envelope};
 use eventyard_transport::{OutgoingMessage, Transport, TransportError};
@@ -130,7 +130,8 @@ pub(crate) struct Inner {
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) options: PublisherOptions,
     inserts: Coalescer<NewOutboxRow>,
-    sent: Coalescer<String>,
+    sent: Coalescer<(String, i32)>,
+    compiled: Mutex<HashMap<(String, Option<String>), Arc<dyn SendConverter>>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -168,7 +169,7 @@ impl Publisher {
             async move { outbox.insert(&rows).await.map_err(|e| e.to_string()) }
         });
         let sent_outbox = outbox.clone();
-        let sent = Coalescer::spawn(options.coalesce_batch, move |ids: Vec<String>| {
+        let sent = Coalescer::spawn(options.coalesce_batch, move |ids: Vec<(String, i32)>| {
             let outbox = sent_outbox.clone();
             async move {
                 outbox
@@ -186,6 +187,7 @@ impl Publisher {
                 options,
                 inserts,
                 sent,
+                compiled: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -320,10 +322,10 @@ impl Publisher {
             .publish_with_retries(cfg, &event_id, message, realtime_batch)
             .await
         {
-            Ok(()) => {
+            Ok(attempts) => {
                 inner
                     .sent
-                    .write(event_id.clone())
+                    .write((event_id.clone(), i32::try_from(attempts).unwrap_or(i32::MAX)))
                     .await
                     .map_err(SendError::OutboxWrite)?;
                 Ok(Published {
@@ -377,7 +379,7 @@ impl Publisher {
         event_id: &str,
         message: OutgoingMessage,
         once: bool,
-    ) -> Result<()> {
+    ) -> Result<u32> {
         let transport = &self.inner.transport;
         let tries = if once { 1 } else { cfg.retry_count + 1 };
         let mut last: Option<TransportError> = None;
@@ -387,7 +389,7 @@ impl Publisher {
                 Err(e) => Err(e),
             };
             match result {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(attempt),
                 Err(e) => {
                     tracing::debug!(%event_id, event_type = %cfg.event_type, attempt, error = %e, "publish attempt failed");
                     last = Some(e);
@@ -426,12 +428,7 @@ impl Publisher {
     ) -> Result<(String, Vec<u8>)> {
         let inner = &self.inner;
         let event_type = cfg.event_type.as_str();
-        let converter = inner.converters.send(&cfg.converter_id).ok_or_else(|| {
-            SendError::ConverterMissing {
-                event_type: event_type.to_string(),
-                converter_id: cfg.converter_id.clone(),
-            }
-        })?;
+        let converter = self.converter_for(cfg)?;
         let json = serde_json::to_value(value).map_err(|source| SendError::Serialize {
             event_type: event_type.to_string(),
             source,
@@ -471,6 +468,39 @@ impl Publisher {
                 source,
             })?;
         Ok((env.header.event_id.to_string(), payload))
+    }
+
+    /// The send converter of a config row, compiled with its rules once and cached.
+    fn converter_for(&self, cfg: &SendConfig) -> Result<Arc<dyn SendConverter>> {
+        let inner = &self.inner;
+        let key = (cfg.converter_id.clone(), cfg.converter_rules.clone());
+        if let Some(c) = inner
+            .compiled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            return Ok(Arc::clone(c));
+        }
+        if inner.converters.send(&cfg.converter_id).is_none() {
+            return Err(SendError::ConverterMissing {
+                event_type: cfg.event_type.clone(),
+                converter_id: cfg.converter_id.clone(),
+            });
+        }
+        let converter = inner
+            .converters
+            .send_for(&cfg.converter_id, cfg.converter_rules.as_deref())
+            .map_err(|source| SendError::Convert {
+                event_type: cfg.event_type.clone(),
+                source,
+            })?;
+        inner
+            .compiled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, Arc::clone(&converter));
+        Ok(converter)
     }
 
     fn row(&self, cfg: &SendConfig, event_id: &str, payload: Vec<u8>, claimed: bool) -> NewOutboxRow {

@@ -256,7 +256,7 @@ impl BatchScheduler {
         let mut sent = Vec::with_capacity(rows.len());
         for (row, result) in rows.iter().zip(results) {
             match result {
-                Ok(()) => sent.push(row.event_id.clone()),
+                Ok(()) => sent.push((row.event_id.clone(), 1)),
                 Err(e) => {
                     self.record_failure(cfg, row, &e.to_string(), &mut report)
                         .await?

@@ -16,6 +16,12 @@ pub trait Catalog: Send + Sync {
     /// Checks a known receive converter's rules text; `Err` carries the
     /// reason, naming the rule or field at fault.
     fn check_rules(&self, converter_id: &str, rules: Option<&str>) -> Result<(), String>;
+    /// Checks a known send converter's rules text (delimited and
+    /// fixed-width converters render with the same rules their receivers use).
+    fn check_send_rules(&self, converter_id: &str, rules: Option<&str>) -> Result<(), String> {
+        let _ = (converter_id, rules);
+        Ok(())
+    }
     /// Whether a handler with this id exists.
     fn has_handler(&self, id: &str) -> bool;
 }

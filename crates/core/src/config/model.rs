@@ -115,6 +115,8 @@ pub struct SendConfig {
     pub send_mode: SendMode,
     /// The send converter (value → XML body).
     pub converter_id: String,
+    /// Rules for the send converter (delimited / fixed-width layouts).
+    pub converter_rules: Option<String>,
     /// Whether events are written to `ey_outbox` (always true unless `realtime`).
     pub persist: bool,
     /// Publish retries after the first attempt.
@@ -201,6 +203,8 @@ impl Config {
         &'a self,
         subscriber: &'a str,
     ) -> impl Iterator<Item = &'a ReceiveConfig> + 'a {
-        self.receive.values().filter(move |r| r.subscriber == subscriber)
+        self.receive
+            .values()
+            .filter(move |r| r.subscriber == subscriber)
     }
 }

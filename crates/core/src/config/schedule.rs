@@ -30,7 +30,10 @@ pub struct Schedule {
 
 #[derive(Clone)]
 enum Kind {
-    Cron { schedule: Box<cron::Schedule>, tz: Tz },
+    Cron {
+        schedule: Box<cron::Schedule>,
+        tz: Tz,
+    },
     Every(Duration),
 }
 
@@ -92,7 +95,10 @@ impl Schedule {
             match fields.len() {
                 5 => {
                     let dow = classic_day_of_week(fields[4])?;
-                    format!("0 {} {} {} {} {}", fields[0], fields[1], fields[2], fields[3], dow)
+                    format!(
+                        "0 {} {} {} {} {}",
+                        fields[0], fields[1], fields[2], fields[3], dow
+                    )
                 }
                 6 | 7 => fields.join(" "),
                 n => {
@@ -106,7 +112,11 @@ impl Schedule {
         let schedule = cron::Schedule::from_str(&normalized)
             .map_err(|e| ScheduleError(format!("`{expr}` is not a valid cron expression: {e}")))?;
         let tz = tz.unwrap_or(Tz::UTC);
-        if schedule.after(&Utc::now().with_timezone(&tz)).next().is_none() {
+        if schedule
+            .after(&Utc::now().with_timezone(&tz))
+            .next()
+            .is_none()
+        {
             return Err(ScheduleError(format!("`{expr}` never fires again")));
         }
         Ok(Schedule {
@@ -185,7 +195,9 @@ fn parse_interval(text: &str) -> Result<Duration, ScheduleError> {
         }
         let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = match &rest[..unit_len] {
             "ms" => Duration::from_millis(1),
             "s" => Duration::from_secs(1),
@@ -195,7 +207,9 @@ fn parse_interval(text: &str) -> Result<Duration, ScheduleError> {
             _ => return Err(bad()),
         };
         rest = &rest[unit_len..];
-        let part = unit.checked_mul(u32::try_from(n).map_err(|_| bad())?).ok_or_else(bad)?;
+        let part = unit
+            .checked_mul(u32::try_from(n).map_err(|_| bad())?)
+            .ok_or_else(bad)?;
         total = total.checked_add(part).ok_or_else(bad)?;
     }
     if total < Duration::from_millis(10) {
@@ -306,17 +320,26 @@ mod tests {
         assert_eq!(next.hour(), 9);
         let sunday = Schedule::parse("0 9 * * 0").unwrap();
         assert_eq!(
-            sunday.next_after(at("2026-01-03T12:00:00Z")).unwrap().weekday(),
+            sunday
+                .next_after(at("2026-01-03T12:00:00Z"))
+                .unwrap()
+                .weekday(),
             Weekday::Sun
         );
         let sunday7 = Schedule::parse("0 9 * * 7").unwrap();
         assert_eq!(
-            sunday7.next_after(at("2026-01-03T12:00:00Z")).unwrap().weekday(),
+            sunday7
+                .next_after(at("2026-01-03T12:00:00Z"))
+                .unwrap()
+                .weekday(),
             Weekday::Sun
         );
         let names = Schedule::parse("0 9 * * MON-FRI").unwrap();
         assert_eq!(
-            names.next_after(at("2026-01-03T12:00:00Z")).unwrap().weekday(),
+            names
+                .next_after(at("2026-01-03T12:00:00Z"))
+                .unwrap()
+                .weekday(),
             Weekday::Mon
         );
         assert!(Schedule::parse("0 9 * * MON-5").is_err());

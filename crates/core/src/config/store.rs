@@ -21,6 +21,9 @@ pub struct RawSendRow {
     pub send_mode: String,
     /// `converter_id`.
     pub converter_id: String,
+    /// `converter_rules` (for delimited / fixed-width send converters).
+    #[serde(default)]
+    pub converter_rules: Option<String>,
     /// `persist`.
     pub persist: bool,
     /// `retry_count`.
@@ -51,6 +54,7 @@ impl RawSendRow {
             enabled: true,
             send_mode: "realtime".into(),
             converter_id: "xml".into(),
+            converter_rules: None,
             persist: true,
             retry_count: 3,
             batch_cron: None,
@@ -150,9 +154,10 @@ pub struct ConfigStore {
     last_valid: Mutex<Config>,
 }
 
-const SEND_COLUMNS: &str = "event_type, enabled, send_mode, converter_id, persist, retry_count, \
+const SEND_COLUMNS: &str = "event_type, enabled, send_mode, converter_id, converter_rules, persist, retry_count, \
      batch_cron, batch_size, compression, exchange, routing_key, sequenced, updated_at";
-const RECEIVE_COLUMNS: &str = "event_type, subscriber, enabled, exchange, binding_key, process_mode, \
+const RECEIVE_COLUMNS: &str =
+    "event_type, subscriber, enabled, exchange, binding_key, process_mode, \
      handler_id, converter_id, converter_rules, workers, batch_cron, max_attempts, backoff_ms, \
      queue, sequenced, updated_at";
 
@@ -182,7 +187,9 @@ impl ConfigStore {
     /// Every `ey_send_config` row as stored, ordered by event type.
     pub async fn send_rows(&self) -> Result<Vec<RawSendRow>> {
         let sql = format!("SELECT {SEND_COLUMNS} FROM ey_send_config ORDER BY event_type");
-        Ok(with_pool!(&self.db, pool => sqlx::query_as::<_, RawSendRow>(&sql).fetch_all(pool).await?))
+        Ok(
+            with_pool!(&self.db, pool => sqlx::query_as::<_, RawSendRow>(&sql).fetch_all(pool).await?),
+        )
     }
 
     /// Every `ey_receive_config` row as stored, ordered by key.
@@ -190,7 +197,9 @@ impl ConfigStore {
         let sql = format!(
             "SELECT {RECEIVE_COLUMNS} FROM ey_receive_config ORDER BY event_type, subscriber"
         );
-        Ok(with_pool!(&self.db, pool => sqlx::query_as::<_, RawReceiveRow>(&sql).fetch_all(pool).await?))
+        Ok(
+            with_pool!(&self.db, pool => sqlx::query_as::<_, RawReceiveRow>(&sql).fetch_all(pool).await?),
+        )
     }
 
     /// Loads and validates every row.
@@ -218,7 +227,10 @@ impl ConfigStore {
                 Err(problems) => {
                     if let Some(prev) = previous.send.get(&raw.event_type) {
                         tracing::error!(event_type = %raw.event_type, "ey_send_config row is invalid; the last valid version keeps serving");
-                        loaded.config.send.insert(raw.event_type.clone(), prev.clone());
+                        loaded
+                            .config
+                            .send
+                            .insert(raw.event_type.clone(), prev.clone());
                     }
                     loaded.problems.extend(problems);
                 }
@@ -251,14 +263,10 @@ impl ConfigStore {
 
     /// Inserts or replaces an `ey_send_config` row (`updated_at` is set by the database).
     pub async fn upsert_send(&self, row: &RawSendRow) -> Result<()> {
-        let cols = "event_type, enabled, send_mode, converter_id, persist, retry_count, batch_cron, \
+        let cols =
+            "event_type, enabled, send_mode, converter_id, converter_rules, persist, retry_count, batch_cron, \
                     batch_size, compression, exchange, routing_key, sequenced";
-        let sql = upsert_sql(
-            self.db.backend(),
-            "ey_send_config",
-            cols,
-            &["event_type"],
-        );
+        let sql = upsert_sql(self.db.backend(), "ey_send_config", cols, &["event_type"]);
         let sql = self.db.sql(&sql);
         with_pool!(&self.db, pool => {
             sqlx::query(&sql)
@@ -266,6 +274,7 @@ impl ConfigStore {
                 .bind(row.enabled)
                 .bind(&row.send_mode)
                 .bind(&row.converter_id)
+                .bind(&row.converter_rules)
                 .bind(row.persist)
                 .bind(row.retry_count)
                 .bind(&row.batch_cron)
@@ -282,7 +291,8 @@ impl ConfigStore {
 
     /// Inserts or replaces an `ey_receive_config` row (`updated_at` is set by the database).
     pub async fn upsert_receive(&self, row: &RawReceiveRow) -> Result<()> {
-        let cols = "event_type, subscriber, enabled, exchange, binding_key, process_mode, handler_id, \
+        let cols =
+            "event_type, subscriber, enabled, exchange, binding_key, process_mode, handler_id, \
                     converter_id, converter_rules, workers, batch_cron, max_attempts, backoff_ms, \
                     queue, sequenced";
         let sql = upsert_sql(
@@ -317,7 +327,9 @@ impl ConfigStore {
 
     /// Deletes the `ey_send_config` row of an event type; returns whether it existed.
     pub async fn delete_send(&self, event_type: &str) -> Result<bool> {
-        let sql = self.db.sql("DELETE FROM ey_send_config WHERE event_type = $1");
+        let sql = self
+            .db
+            .sql("DELETE FROM ey_send_config WHERE event_type = $1");
         let n = with_pool!(&self.db, pool => sqlx::query(&sql).bind(event_type).execute(pool).await?.rows_affected());
         Ok(n > 0)
     }
@@ -359,8 +371,11 @@ impl ConfigStore {
 
     /// Every (kind, id) that some daemon has recorded, deduplicated and sorted.
     pub async fn recorded_components(&self) -> Result<Vec<(String, String)>> {
-        let sql = "SELECT DISTINCT kind, component_id FROM ey_component ORDER BY kind, component_id";
-        Ok(with_pool!(&self.db, pool => sqlx::query_as::<_, (String, String)>(sql).fetch_all(pool).await?))
+        let sql =
+            "SELECT DISTINCT kind, component_id FROM ey_component ORDER BY kind, component_id";
+        Ok(
+            with_pool!(&self.db, pool => sqlx::query_as::<_, (String, String)>(sql).fetch_all(pool).await?),
+        )
     }
 }
 
@@ -368,7 +383,11 @@ impl ConfigStore {
 fn upsert_sql(backend: Backend, table: &str, cols: &str, keys: &[&str]) -> String {
     let names: Vec<&str> = cols.split(',').map(str::trim).collect();
     let params: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
-    let updates: Vec<&str> = names.iter().copied().filter(|c| !keys.contains(c)).collect();
+    let updates: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|c| !keys.contains(c))
+        .collect();
     let head = format!(
         "INSERT INTO {table} ({}) VALUES ({})",
         names.join(", "),
@@ -376,11 +395,17 @@ fn upsert_sql(backend: Backend, table: &str, cols: &str, keys: &[&str]) -> Strin
     );
     match backend {
         Backend::MySql => {
-            let set: Vec<String> = updates.iter().map(|c| format!("{c} = VALUES({c})")).collect();
+            let set: Vec<String> = updates
+                .iter()
+                .map(|c| format!("{c} = VALUES({c})"))
+                .collect();
             format!("{head} ON DUPLICATE KEY UPDATE {}", set.join(", "))
         }
         Backend::Postgres | Backend::Sqlite => {
-            let set: Vec<String> = updates.iter().map(|c| format!("{c} = excluded.{c}")).collect();
+            let set: Vec<String> = updates
+                .iter()
+                .map(|c| format!("{c} = excluded.{c}"))
+                .collect();
             format!(
                 "{head} ON CONFLICT ({}) DO UPDATE SET {}",
                 keys.join(", "),

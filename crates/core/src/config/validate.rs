@@ -84,12 +84,7 @@ fn shortstr(value: &str) -> Result<(), String> {
     }
 }
 
-fn schedule(
-    p: &mut Problems,
-    text: Option<&str>,
-    required: bool,
-    mode: &str,
-) -> Option<Schedule> {
+fn schedule(p: &mut Problems, text: Option<&str>, required: bool, mode: &str) -> Option<Schedule> {
     match text.map(str::trim).filter(|t| !t.is_empty()) {
         None if required => {
             p.add(
@@ -113,9 +108,11 @@ pub fn validate_send_row(
     let mut p = Problems::new(Table::Send, &raw.event_type, None);
     p.check("event_type", non_empty(&raw.event_type, "the event type"));
     let mode = p.check("send_mode", raw.send_mode.parse::<SendMode>());
-    if p
-        .check("converter_id", non_empty(&raw.converter_id, "the converter id"))
-        .is_some()
+    if p.check(
+        "converter_id",
+        non_empty(&raw.converter_id, "the converter id"),
+    )
+    .is_some()
         && !catalog.has_send_converter(&raw.converter_id)
     {
         p.add(
@@ -125,6 +122,10 @@ pub fn validate_send_row(
                 raw.converter_id
             ),
         );
+    } else if let Err(e) =
+        catalog.check_send_rules(&raw.converter_id, raw.converter_rules.as_deref())
+    {
+        p.add("converter_rules", e);
     }
     if let Some(m) = mode {
         if !raw.persist && m != SendMode::Realtime {
@@ -172,6 +173,10 @@ pub fn validate_send_row(
                 enabled: raw.enabled,
                 send_mode,
                 converter_id: raw.converter_id.clone(),
+                converter_rules: raw
+                    .converter_rules
+                    .clone()
+                    .filter(|r| !r.trim().is_empty()),
                 // Forced on for the batch modes (and rejected above if off).
                 persist: raw.persist || send_mode != SendMode::Realtime,
                 retry_count: retry_count.unsigned_abs(),
@@ -199,15 +204,11 @@ pub fn validate_receive_row(
     p.check("event_type", non_empty(&raw.event_type, "the event type"));
     p.check("subscriber", non_empty(&raw.subscriber, "the subscriber"));
     let mode = p.check("process_mode", raw.process_mode.parse::<ProcessMode>());
-    let handler_id = raw
-        .handler_id
-        .clone()
-        .filter(|h| !h.trim().is_empty());
+    let handler_id = raw.handler_id.clone().filter(|h| !h.trim().is_empty());
     match (&handler_id, mode) {
-        (None, Some(m)) if m != ProcessMode::None => p.add(
-            "handler_id",
-            format!("is required for process_mode `{m}`"),
-        ),
+        (None, Some(m)) if m != ProcessMode::None => {
+            p.add("handler_id", format!("is required for process_mode `{m}`"))
+        }
         (Some(h), _) if !catalog.has_handler(h) => p.add(
             "handler_id",
             format!(
@@ -216,9 +217,11 @@ pub fn validate_receive_row(
         ),
         _ => {}
     }
-    if p
-        .check("converter_id", non_empty(&raw.converter_id, "the converter id"))
-        .is_some()
+    if p.check(
+        "converter_id",
+        non_empty(&raw.converter_id, "the converter id"),
+    )
+    .is_some()
     {
         if !catalog.has_receive_converter(&raw.converter_id) {
             p.add(
