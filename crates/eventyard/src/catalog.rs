@@ -52,7 +52,9 @@ impl RuntimeCatalog {
 
 impl Catalog for RuntimeCatalog {
     fn has_send_converter(&self, id: &str) -> bool {
-        self.converters.send(id).is_some() || self.recorded("send_converter", id)
+        self.converters.send(id).is_some()
+            || is_builtin_text_kind(&self.converters, id)
+            || self.recorded("send_converter", id)
     }
 
     fn has_receive_converter(&self, id: &str) -> bool {
@@ -70,7 +72,9 @@ impl Catalog for RuntimeCatalog {
     }
 
     fn check_send_rules(&self, converter_id: &str, rules: Option<&str>) -> Result<(), String> {
-        if self.converters.send(converter_id).is_some() {
+        if self.converters.send(converter_id).is_some()
+            || is_builtin_text_kind(&self.converters, converter_id)
+        {
             self.converters
                 .send_for(converter_id, rules)
                 .map(|_| ())
@@ -83,4 +87,10 @@ impl Catalog for RuntimeCatalog {
     fn has_handler(&self, id: &str) -> bool {
         self.handlers.contains(id) || self.recorded("handler", id)
     }
+}
+
+/// The built-in text converters (`delimited`, `multi_delimited`,
+/// `fixed_width`) also render on the send side, given rules.
+fn is_builtin_text_kind(converters: &Registry, id: &str) -> bool {
+    matches!(id, "delimited" | "multi_delimited" | "fixed_width") && converters.receive(id).is_some()
 }

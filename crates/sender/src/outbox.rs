@@ -148,7 +148,8 @@ pub struct ClaimRequest<'a> {
     pub now: DateTime<Utc>,
 }
 
-const ROW_COLUMNS: &str = "id, event_id, event_type, producer_id, stream, epoch, seq, status, attempts, \
+const ROW_COLUMNS: &str =
+    "id, event_id, event_type, producer_id, stream, epoch, seq, status, attempts, \
      last_error, payload, created_at, sent_at, claimed_by, claimed_until";
 
 /// Access to `ey_outbox`.
@@ -237,15 +238,22 @@ impl Outbox {
     }
 
     #[cfg(feature = "mysql")]
-    async fn claim_mysql(&self, req: &ClaimRequest<'_>, until: DateTime<Utc>) -> Result<Vec<OutboxRow>> {
+    async fn claim_mysql(
+        &self,
+        req: &ClaimRequest<'_>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<OutboxRow>> {
         let Db::MySql(pool) = &self.db else {
             return Ok(Vec::new());
         };
         // MySQL has no UPDATE … RETURNING: lock, mark and read back in one short transaction.
-        let select = self.db.sql(&format!(
-            "SELECT id FROM ey_outbox WHERE {} FOR UPDATE SKIP LOCKED",
-            claim_filter(req, 1)
-        )).into_owned();
+        let select = self
+            .db
+            .sql(&format!(
+                "SELECT id FROM ey_outbox WHERE {} FOR UPDATE SKIP LOCKED",
+                claim_filter(req, 1)
+            ))
+            .into_owned();
         let mut tx = pool.begin().await?;
         let mut q = sqlx::query_scalar::<_, i64>(&select).bind(req.now);
         if let Some(t) = req.event_type {
@@ -281,7 +289,11 @@ impl Outbox {
     }
 
     #[cfg(not(feature = "mysql"))]
-    async fn claim_mysql(&self, _req: &ClaimRequest<'_>, _until: DateTime<Utc>) -> Result<Vec<OutboxRow>> {
+    async fn claim_mysql(
+        &self,
+        _req: &ClaimRequest<'_>,
+        _until: DateTime<Utc>,
+    ) -> Result<Vec<OutboxRow>> {
         Ok(Vec::new())
     }
 
@@ -360,11 +372,14 @@ impl Outbox {
     pub async fn release(&self, event_ids: &[String]) -> Result<()> {
         for chunk in event_ids.chunks(500) {
             let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 1)).collect();
-            let sql = self.db.sql(&format!(
-                "UPDATE ey_outbox SET claimed_by = NULL, claimed_until = NULL \
+            let sql = self
+                .db
+                .sql(&format!(
+                    "UPDATE ey_outbox SET claimed_by = NULL, claimed_until = NULL \
                  WHERE status = 'pending' AND event_id IN ({})",
-                list.join(", ")
-            )).into_owned();
+                    list.join(", ")
+                ))
+                .into_owned();
             with_pool!(&self.db, pool => {
                 let mut q = sqlx::query(&sql);
                 for id in chunk { q = q.bind(id); }
@@ -378,9 +393,13 @@ impl Outbox {
     pub async fn get(&self, event_id: &str) -> Result<Option<OutboxRow>> {
         let sql = self
             .db
-            .sql(&format!("SELECT {ROW_COLUMNS} FROM ey_outbox WHERE event_id = $1"))
+            .sql(&format!(
+                "SELECT {ROW_COLUMNS} FROM ey_outbox WHERE event_id = $1"
+            ))
             .into_owned();
-        Ok(with_pool!(&self.db, pool => sqlx::query_as::<_, OutboxRow>(&sql).bind(event_id).fetch_optional(pool).await?))
+        Ok(
+            with_pool!(&self.db, pool => sqlx::query_as::<_, OutboxRow>(&sql).bind(event_id).fetch_optional(pool).await?),
+        )
     }
 
     /// Rows matching the filter, newest first.
@@ -438,7 +457,9 @@ impl Outbox {
             n += 1;
         }
         if !event_ids.is_empty() {
-            let list: Vec<String> = (0..event_ids.len()).map(|i| format!("${}", n + i)).collect();
+            let list: Vec<String> = (0..event_ids.len())
+                .map(|i| format!("${}", n + i))
+                .collect();
             sql.push_str(&format!(" AND event_id IN ({})", list.join(", ")));
         }
         let sql = self.db.sql(&sql);
@@ -455,9 +476,8 @@ impl Outbox {
 /// numbered from `first`: now, [event_type], [created_before], [types…], limit.
 fn claim_filter(req: &ClaimRequest<'_>, first: usize) -> String {
     let mut n = first;
-    let mut filter = format!(
-        "status = 'pending' AND (claimed_until IS NULL OR claimed_until < ${n})"
-    );
+    let mut filter =
+        format!("status = 'pending' AND (claimed_until IS NULL OR claimed_until < ${n})");
     n += 1;
     if req.event_type.is_some() {
         filter.push_str(&format!(" AND event_type = ${n}"));
@@ -468,7 +488,9 @@ fn claim_filter(req: &ClaimRequest<'_>, first: usize) -> String {
         n += 1;
     }
     if !req.event_types.is_empty() {
-        let params: Vec<String> = (0..req.event_types.len()).map(|i| format!("${}", n + i)).collect();
+        let params: Vec<String> = (0..req.event_types.len())
+            .map(|i| format!("${}", n + i))
+            .collect();
         filter.push_str(&format!(" AND event_type IN ({})", params.join(", ")));
         n += req.event_types.len();
     }

@@ -325,7 +325,10 @@ impl Publisher {
             Ok(attempts) => {
                 inner
                     .sent
-                    .write((event_id.clone(), i32::try_from(attempts).unwrap_or(i32::MAX)))
+                    .write((
+                        event_id.clone(),
+                        i32::try_from(attempts).unwrap_or(i32::MAX),
+                    ))
                     .await
                     .map_err(SendError::OutboxWrite)?;
                 Ok(Published {
@@ -482,7 +485,9 @@ impl Publisher {
         {
             return Ok(Arc::clone(c));
         }
-        if inner.converters.send(&cfg.converter_id).is_none() {
+        if inner.converters.send(&cfg.converter_id).is_none()
+            && inner.converters.receive(&cfg.converter_id).is_none()
+        {
             return Err(SendError::ConverterMissing {
                 event_type: cfg.event_type.clone(),
                 converter_id: cfg.converter_id.clone(),
@@ -503,7 +508,13 @@ impl Publisher {
         Ok(converter)
     }
 
-    fn row(&self, cfg: &SendConfig, event_id: &str, payload: Vec<u8>, claimed: bool) -> NewOutboxRow {
+    fn row(
+        &self,
+        cfg: &SendConfig,
+        event_id: &str,
+        payload: Vec<u8>,
+        claimed: bool,
+    ) -> NewOutboxRow {
         let opts = &self.inner.options;
         NewOutboxRow {
             event_id: event_id.to_string(),
@@ -524,7 +535,12 @@ impl Publisher {
         }
     }
 
-    pub(crate) fn message(&self, cfg: &SendConfig, event_id: &str, payload: Vec<u8>) -> OutgoingMessage {
+    pub(crate) fn message(
+        &self,
+        cfg: &SendConfig,
+        event_id: &str,
+        payload: Vec<u8>,
+    ) -> OutgoingMessage {
         let encoding = envelope::detect_compression(&payload)
             .map(|c| c.as_str().to_string())
             .ok();

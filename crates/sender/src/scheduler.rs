@@ -63,7 +63,11 @@ impl BatchPlan {
             .send
             .values()
             .filter(|c| c.enabled && c.send_mode.uses_batch())
-            .filter_map(|c| c.batch_schedule.as_ref().map(|s| (c.event_type.as_str(), s)))
+            .filter_map(|c| {
+                c.batch_schedule
+                    .as_ref()
+                    .map(|s| (c.event_type.as_str(), s))
+            })
             .collect();
         self.entries.retain(|t, _| wanted.contains_key(t.as_str()));
         for (event_type, schedule) in wanted {
@@ -185,7 +189,14 @@ impl BatchScheduler {
             }
         }
         if total.claimed > 0 {
-            tracing::info!(event_type, claimed = total.claimed, sent = total.sent, retrying = total.retrying, failed = total.failed, "batch sent");
+            tracing::info!(
+                event_type,
+                claimed = total.claimed,
+                sent = total.sent,
+                retrying = total.retrying,
+                failed = total.failed,
+                "batch sent"
+            );
         }
         Ok(total)
     }
@@ -211,7 +222,11 @@ impl BatchScheduler {
             }
         }
         if total.claimed > 0 {
-            tracing::info!(claimed = total.claimed, sent = total.sent, "relay resent stale pending rows");
+            tracing::info!(
+                claimed = total.claimed,
+                sent = total.sent,
+                "relay resent stale pending rows"
+            );
         }
         Ok(total)
     }
