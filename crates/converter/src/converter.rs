@@ -1,5 +1,6 @@
 //! The converter traits: one for the send side, two for the receive side.
 
+use std::fmt::Debug;
 use std::sync::Arc;
 
 use crate::{Body, BodyFormat, ConvertError, Fields};
@@ -26,6 +27,9 @@ impl<'a> SendContext<'a> {
 
 /// Send side: turns an application value into a message body.
 ///
+/// Converters are `Debug` so that the structs holding them can be too
+/// (`#[derive(Debug)]` on the converter is enough).
+///
 /// The publisher serializes the application's `T: Serialize` to a
 /// [`serde_json::Value`] first, so this trait is object safe and one
 /// `Arc<dyn SendConverter>` can be registered per id.
@@ -43,7 +47,7 @@ impl<'a> SendContext<'a> {
 ///     }
 /// }
 /// ```
-pub trait SendConverter: Send + Sync {
+pub trait SendConverter: Debug + Send + Sync {
     /// Renders `value` as a body.
     fn to_body(
         &self,
@@ -98,7 +102,7 @@ pub trait SendConverter: Send + Sync {
 ///     }
 /// }
 /// ```
-pub trait ReceiveConverter: Send + Sync {
+pub trait ReceiveConverter: Debug + Send + Sync {
     /// Compiles (and so validates) `rules` for the converter registered as
     /// `id`; `rules` is `ey_receive_config.converter_rules` (`None` when NULL
     /// or blank). Errors should name `id`.
@@ -110,7 +114,7 @@ pub trait ReceiveConverter: Send + Sync {
 }
 
 /// Receive side, step two: compiled rules, applied to each message body.
-pub trait CompiledReceive: Send + Sync {
+pub trait CompiledReceive: Debug + Send + Sync {
     /// Extracts the fields of one body.
     fn convert(&self, format: BodyFormat, body: &str) -> Result<Fields, ConvertError>;
 }

@@ -136,6 +136,15 @@ impl Rules {
         text: Option<&str>,
     ) -> Result<Rules, ConvertError> {
         let text = text.filter(|t| !t.trim().is_empty());
+        if let Some(t) = text {
+            // Checked first: rules for another kind fail on it, not on a field.
+            #[derive(Deserialize)]
+            struct KindOnly {
+                kind: Option<String>,
+            }
+            let declared: KindOnly = parse_toml(converter_id, t)?;
+            check_kind(kind, converter_id, declared.kind.as_deref())?;
+        }
         let inner = match (kind, text) {
             (Kind::Xml, None) => Inner::Xml(XmlRules::leaves()),
             (_, None) => {
@@ -253,7 +262,13 @@ pub(crate) fn parse_toml<T: DeserializeOwned>(
     text: &str,
 ) -> Result<T, ConvertError> {
     toml::from_str(text).map_err(|err| {
-        let message = err.message().trim_end().replace('\n', "; ");
+        let message = match err.message().trim() {
+            "" if err.span().is_some_and(|s| s.start >= text.trim_end().len()) => {
+                "the rules end where a value was expected".to_owned()
+            }
+            "" => "syntax error".to_owned(),
+            m => m.replace('\n', "; "),
+        };
         let message = match err.span() {
             Some(span) => {
                 let before = &text[..span.start.min(text.len())];
