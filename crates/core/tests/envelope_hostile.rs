@@ -392,10 +392,13 @@ fn bad_numbers_and_values_are_named() {
     );
 }
 
+/// A document, a check of the error variant, and text the message must contain.
+type Case = (String, fn(&EnvelopeError) -> bool, &'static str);
+
 #[test]
 fn structural_problems_each_have_their_error() {
     let header = header_without("", None);
-    let cases: Vec<(String, fn(&EnvelopeError) -> bool, &str)> = vec![
+    let cases: Vec<Case> = vec![
         ("<other/>".into(), |e| matches!(e, EnvelopeError::NotAnEnvelope { .. }), "<other/>"),
         ("<?xml version=\"1.0\"?>".into(), |e| matches!(e, EnvelopeError::NotAnEnvelope { .. }), "no element"),
         ("<envelope version=\"2\"/>".into(), |e| matches!(e, EnvelopeError::UnsupportedVersion { .. }), "version `2`"),

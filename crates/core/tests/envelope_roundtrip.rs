@@ -498,7 +498,7 @@ fn the_documented_example_unpacks() {
     let doc = include_str!("../../../docs/envelope.md");
     let start = doc.find("```xml\n<?xml").unwrap() + "```xml\n".len();
     let end = start + doc[start..].find("```").unwrap();
-    let env = envelope::unpack(doc[start..end].as_bytes(), &Limits::default()).unwrap();
+    let env = envelope::unpack(&doc.as_bytes()[start..end], &Limits::default()).unwrap();
     assert_eq!(env.header.sequence.as_ref().unwrap().seq, 1187);
     assert_eq!(env.common.entries[1].value, "two\r\nlines & a <tag>");
     assert_eq!(
