@@ -3,6 +3,7 @@
 pub(crate) mod config;
 pub(crate) mod convert;
 pub(crate) mod envelope;
+pub(crate) mod events;
 pub(crate) mod migrate;
 pub(crate) mod seq;
 mod table;
@@ -49,6 +50,8 @@ pub(crate) enum Command {
     Convert(convert::Args),
     /// Sequence tracking tools.
     Seq(seq::Args),
+    /// List, show and replay stored events.
+    Events(events::Args),
 }
 
 /// Runs one subcommand.
@@ -59,6 +62,7 @@ pub(crate) async fn run(command: Command, global: Global) -> Result<ExitCode, Cl
         Command::Envelope(args) => envelope::run(args, &global).await,
         Command::Convert(args) => convert::run(args, &global).await,
         Command::Seq(args) => seq::run(args, &global).await,
+        Command::Events(args) => events::run(args, &global).await,
     }
 }
 
