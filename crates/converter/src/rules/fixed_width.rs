@@ -506,7 +506,14 @@ impl<'a> View<'a> {
         let mut bytes = Vec::with_capacity(text.len());
         let mut boundary = Vec::with_capacity(text.len() + 1);
         let mut buf = [0u8; 16];
+        let ascii = encoding.is_ascii_compatible();
         for (offset, (at, ch)) in text.char_indices().enumerate() {
+            if ascii && ch.is_ascii() {
+                // ASCII-compatible encodings keep ASCII as is: skip the encoder.
+                boundary.push(true);
+                bytes.push(ch as u8);
+                continue;
+            }
             let one = &text[at..at + ch.len_utf8()];
             let (result, _, written) =
                 encoder.encode_from_utf8_without_replacement(one, &mut buf, false);

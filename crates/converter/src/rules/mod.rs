@@ -175,7 +175,7 @@ impl Rules {
         struct KindOnly {
             kind: Option<String>,
         }
-        let parsed: KindOnly = parse_toml("rules", text)?;
+        let parsed: KindOnly = parse_toml("?", text)?;
         parsed.kind.map(|k| k.parse()).transpose()
     }
 
