@@ -219,7 +219,29 @@ impl Publisher {
         meta: EventMeta,
     ) -> Result<Published> {
         let cfg = self.send_config(event_type)?;
-        let (event_id, payload) = self.pack(&cfg, value, meta)?;
+        let body = self.render(&cfg, value)?;
+        self.publish_prepared(cfg, body, meta).await
+    }
+
+    /// Publishes an already rendered body (no converter runs), e.g. an XML
+    /// document an operator has in hand.
+    pub async fn publish_body(
+        &self,
+        event_type: &str,
+        body: Body,
+        meta: EventMeta,
+    ) -> Result<Published> {
+        let cfg = self.send_config(event_type)?;
+        self.publish_prepared(cfg, body, meta).await
+    }
+
+    async fn publish_prepared(
+        &self,
+        cfg: SendConfig,
+        body: Body,
+        meta: EventMeta,
+    ) -> Result<Published> {
+        let (event_id, payload) = self.pack_body(&cfg, body, meta)?;
         let message = self.message(&cfg, &event_id, payload.clone());
         let inner = &self.inner;
         match (cfg.send_mode, cfg.persist) {
@@ -429,7 +451,11 @@ impl Publisher {
         value: &T,
         meta: EventMeta,
     ) -> Result<(String, Vec<u8>)> {
-        let inner = &self.inner;
+        let body = self.render(cfg, value)?;
+        self.pack_body(cfg, body, meta)
+    }
+
+    fn render<T: Serialize + ?Sized>(&self, cfg: &SendConfig, value: &T) -> Result<Body> {
         let event_type = cfg.event_type.as_str();
         let converter = self.converter_for(cfg)?;
         let json = serde_json::to_value(value).map_err(|source| SendError::Serialize {
@@ -442,10 +468,15 @@ impl Publisher {
                 event_type: event_type.to_string(),
                 source,
             })?;
-        let body = match body.format {
+        Ok(match body.format {
             BodyFormat::Xml => Body::Xml(body.content),
             BodyFormat::Text => Body::Text(body.content),
-        };
+        })
+    }
+
+    fn pack_body(&self, cfg: &SendConfig, body: Body, meta: EventMeta) -> Result<(String, Vec<u8>)> {
+        let inner = &self.inner;
+        let event_type = cfg.event_type.as_str();
         let mut builder = Envelope::builder(event_type, inner.options.system_id.clone())
             .compression(cfg.compression)
             .producer_id(

@@ -1,10 +1,13 @@
 //! One module per subcommand, dispatched from [`Command`].
 
+pub(crate) mod batch;
 pub(crate) mod config;
 pub(crate) mod convert;
 pub(crate) mod envelope;
 pub(crate) mod events;
 pub(crate) mod migrate;
+pub(crate) mod publishing;
+pub(crate) mod send;
 pub(crate) mod seq;
 mod table;
 
@@ -52,6 +55,10 @@ pub(crate) enum Command {
     Seq(seq::Args),
     /// List, show and replay stored events.
     Events(events::Args),
+    /// Publish one event as its config row says.
+    Send(send::Args),
+    /// Batch sends on demand.
+    Batch(batch::Args),
 }
 
 /// Runs one subcommand.
@@ -63,6 +70,8 @@ pub(crate) async fn run(command: Command, global: Global) -> Result<ExitCode, Cl
         Command::Convert(args) => convert::run(args, &global).await,
         Command::Seq(args) => seq::run(args, &global).await,
         Command::Events(args) => events::run(args, &global).await,
+        Command::Send(args) => send::run(args, &global).await,
+        Command::Batch(args) => batch::run(args, &global).await,
     }
 }
 
