@@ -57,12 +57,10 @@ impl AmqpConsumer {
             done: false,
         };
         let wait = consumer.transport.inner.options.connect_wait;
-        let session = consumer
-            .transport
-            .inner
-            .session(wait)
-            .await
-            .map_err(|e| e.into_error(format!("subscribing to queue `{}`", consumer.sub.queue)))?;
+        let session =
+            consumer.transport.inner.session(wait).await.map_err(|e| {
+                e.into_error(format!("subscribing to queue `{}`", consumer.sub.queue))
+            })?;
         consumer.active = Some(consumer.open(&session).await?);
         Ok(consumer)
     }
@@ -73,9 +71,11 @@ impl AmqpConsumer {
         let inner = &self.transport.inner;
         let queue = short(&sub.queue, "the queue name", "-")?;
         let what = format!("queue `{}`", sub.queue);
-        let topology = |what: String| move |e: lapin::Error| TransportError::Topology {
-            what,
-            source: Box::new(e),
+        let topology = |what: String| {
+            move |e: lapin::Error| TransportError::Topology {
+                what,
+                source: Box::new(e),
+            }
         };
         if !sub.exchange.is_empty() {
             inner.declare_exchange(&sub.exchange).await?;
@@ -188,7 +188,8 @@ impl AmqpConsumer {
             data,
             acker,
         } = d;
-        let text = |s: &Option<lapin::types::ShortString>| s.as_ref().map(|s| s.as_str().to_owned());
+        let text =
+            |s: &Option<lapin::types::ShortString>| s.as_ref().map(|s| s.as_str().to_owned());
         let message_id = text(properties.message_id());
         let ack = AmqpAck {
             acker,
@@ -273,7 +274,12 @@ impl Consumer for AmqpConsumer {
             }
             let Some(active) = self.active.as_mut() else {
                 // Resubscribe on the next live session; consumers wait as long as it takes.
-                let session = match self.transport.inner.session(std::time::Duration::from_secs(3600)).await {
+                let session = match self
+                    .transport
+                    .inner
+                    .session(std::time::Duration::from_secs(3600))
+                    .await
+                {
                     Ok(session) => session,
                     Err(NoSession::Closed) => {
                         self.done = true;
@@ -314,6 +320,12 @@ impl Consumer for AmqpConsumer {
             };
             match item {
                 Some(Some(Ok(delivery))) => {
+                    if !active.channel.status().connected() || delivery.acker.poisoned() {
+                        // Buffered before the channel died: it can no longer be
+                        // acknowledged and the broker redelivers it.
+                        self.drop_active();
+                        continue;
+                    }
                     let book = Arc::clone(&active.book);
                     return Some(self.delivery(delivery, &book));
                 }

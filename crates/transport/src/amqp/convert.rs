@@ -10,10 +10,17 @@ use crate::error::TransportError;
 use crate::message::OutgoingMessage;
 
 /// A short string (max 255 bytes), or a typed error naming the field.
-pub(crate) fn short(value: &str, field: &str, message_id: &str) -> Result<ShortString, TransportError> {
+pub(crate) fn short(
+    value: &str,
+    field: &str,
+    message_id: &str,
+) -> Result<ShortString, TransportError> {
     ShortString::try_new(value).map_err(|_| TransportError::InvalidMessage {
         message_id: message_id.to_owned(),
-        reason: format!("{field} is {} bytes long; AMQP allows at most 255", value.len()),
+        reason: format!(
+            "{field} is {} bytes long; AMQP allows at most 255",
+            value.len()
+        ),
     })
 }
 

@@ -122,7 +122,10 @@ struct Job {
 /// Why no session could be had.
 enum NoSession {
     Closed,
-    Timeout { waited: Duration, last_error: String },
+    Timeout {
+        waited: Duration,
+        last_error: String,
+    },
 }
 
 impl NoSession {
@@ -178,7 +181,11 @@ impl AmqpTransport {
         session: Option<Arc<Session>>,
     ) -> Self {
         for rx in receivers {
-            tokio::spawn(pump(Arc::downgrade(&inner), rx, inner.options.max_in_flight));
+            tokio::spawn(pump(
+                Arc::downgrade(&inner),
+                rx,
+                inner.options.max_in_flight,
+            ));
         }
         tokio::spawn(supervise(
             Arc::downgrade(&inner),
@@ -245,13 +252,19 @@ impl AmqpTransport {
                     source: Box::new(e),
                 };
                 let n = ch
-                    .queue_delete(short(queue, "the queue name", "-")?, QueueDeleteOptions::default())
+                    .queue_delete(
+                        short(queue, "the queue name", "-")?,
+                        QueueDeleteOptions::default(),
+                    )
                     .await
                     .map_err(err)?;
                 let dlq = dead_letter_queue(queue);
-                ch.queue_delete(short(&dlq, "the queue name", "-")?, QueueDeleteOptions::default())
-                    .await
-                    .map_err(err)?;
+                ch.queue_delete(
+                    short(&dlq, "the queue name", "-")?,
+                    QueueDeleteOptions::default(),
+                )
+                .await
+                .map_err(err)?;
                 Ok(n)
             })
             .await
@@ -340,10 +353,11 @@ impl Inner {
             cert_chain: self.options.tls_ca_pem.clone(),
         };
         let context = || format!("connecting to {}", self.shown_url);
-        let runtime = lapin::runtime::default_runtime().map_err(|e| TransportError::Connection {
-            context: context(),
-            source: Box::new(e),
-        })?;
+        let runtime =
+            lapin::runtime::default_runtime().map_err(|e| TransportError::Connection {
+                context: context(),
+                source: Box::new(e),
+            })?;
         let connecting = Connection::connect_with_config(&self.url, props, tls, runtime);
         let connection = match tokio::time::timeout(self.options.connect_timeout, connecting).await
         {

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
-pub use fault::PublishFault;
 use fault::Faults;
+pub use fault::PublishFault;
 
 use crate::error::TransportError;
 use crate::message::{Acker, Delivery, OutgoingMessage, Settle, Settlement, Subscription};
@@ -169,18 +169,21 @@ impl InProcessTransport {
     fn declare_queue(state: &mut State, sub: &Subscription) -> Result<(), TransportError> {
         let dead_letter = sub.dead_letter.then(|| dead_letter_queue(&sub.queue));
         if let Some(existing) = state.queues.get(&sub.queue) {
-            if existing.dead_letter != dead_letter || existing.single_active != sub.single_active_consumer
+            if existing.dead_letter != dead_letter
+                || existing.single_active != sub.single_active_consumer
             {
                 return Err(TransportError::Topology {
                     what: format!("queue `{}`", sub.queue),
-                    source: "it exists with other arguments (dead letter or single active consumer)"
-                        .into(),
+                    source:
+                        "it exists with other arguments (dead letter or single active consumer)"
+                            .into(),
                 });
             }
         } else {
-            state
-                .queues
-                .insert(sub.queue.clone(), Queue::new(dead_letter.clone(), sub.single_active_consumer));
+            state.queues.insert(
+                sub.queue.clone(),
+                Queue::new(dead_letter.clone(), sub.single_active_consumer),
+            );
         }
         if let Some(dlq) = dead_letter {
             state
@@ -190,7 +193,10 @@ impl InProcessTransport {
         }
         let bindings = state.exchanges.entry(sub.exchange.clone()).or_default();
         for key in &sub.binding_keys {
-            if !bindings.iter().any(|b| b.pattern == *key && b.queue == sub.queue) {
+            if !bindings
+                .iter()
+                .any(|b| b.pattern == *key && b.queue == sub.queue)
+            {
                 bindings.push(Binding {
                     pattern: key.clone(),
                     queue: sub.queue.clone(),
@@ -568,4 +574,3 @@ impl Settle for InProcessAck {
         Ok(())
     }
 }
-
