@@ -44,7 +44,7 @@ pub enum SendError {
         event_type: String,
         /// The converter error.
         #[source]
-        source: ConvertError,
+        source: Box<ConvertError>,
     },
     /// The envelope could not be packed.
     #[error("event type `{event_type}`: {source}")]
@@ -67,7 +67,7 @@ pub enum SendError {
         attempts: u32,
         /// The last transport error.
         #[source]
-        source: TransportError,
+        source: Box<TransportError>,
     },
     /// A staged event could not be flushed because it is no longer pending
     /// or another instance holds it.

@@ -123,6 +123,9 @@ pub struct Staged {
     pub event_type: String,
 }
 
+/// Send converters compiled with their rules, by (converter id, rules).
+type CompiledCache = HashMap<(String, Option<String>), Arc<dyn SendConverter>>;
+
 pub(crate) struct Inner {
     pub(crate) outbox: Outbox,
     pub(crate) config: watch::Receiver<Arc<Loaded>>,
@@ -131,7 +134,7 @@ pub(crate) struct Inner {
     pub(crate) options: PublisherOptions,
     inserts: Coalescer<NewOutboxRow>,
     sent: Coalescer<(String, i32)>,
-    compiled: Mutex<HashMap<(String, Option<String>), Arc<dyn SendConverter>>>,
+    compiled: Mutex<CompiledCache>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -425,7 +428,7 @@ impl Publisher {
             event_id: event_id.to_string(),
             event_type: cfg.event_type.clone(),
             attempts: tries,
-            source: last.unwrap_or(TransportError::Closed),
+            source: Box::new(last.unwrap_or(TransportError::Closed)),
         })
     }
 
@@ -466,7 +469,7 @@ impl Publisher {
             .to_body(&SendContext::new(event_type, &cfg.converter_id), &json)
             .map_err(|source| SendError::Convert {
                 event_type: event_type.to_string(),
-                source,
+                source: Box::new(source),
             })?;
         Ok(match body.format {
             BodyFormat::Xml => Body::Xml(body.content),
@@ -474,7 +477,12 @@ impl Publisher {
         })
     }
 
-    fn pack_body(&self, cfg: &SendConfig, body: Body, meta: EventMeta) -> Result<(String, Vec<u8>)> {
+    fn pack_body(
+        &self,
+        cfg: &SendConfig,
+        body: Body,
+        meta: EventMeta,
+    ) -> Result<(String, Vec<u8>)> {
         let inner = &self.inner;
         let event_type = cfg.event_type.as_str();
         let mut builder = Envelope::builder(event_type, inner.options.system_id.clone())
@@ -529,7 +537,7 @@ impl Publisher {
             .send_for(&cfg.converter_id, cfg.converter_rules.as_deref())
             .map_err(|source| SendError::Convert {
                 event_type: cfg.event_type.clone(),
-                source,
+                source: Box::new(source),
             })?;
         inner
             .compiled

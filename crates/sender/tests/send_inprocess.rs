@@ -144,7 +144,7 @@ async fn realtime_retries_then_fails_with_the_error_recorded() {
     assert_eq!(
         env.publisher
             .outbox()
-            .replay_failed(&[event_id.clone()], None)
+            .replay_failed(std::slice::from_ref(event_id), None)
             .await
             .unwrap(),
         1
