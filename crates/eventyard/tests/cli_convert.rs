@@ -114,11 +114,20 @@ fn send_renders_the_body() {
         "m.toml",
         "kind = \"multi_delimited\"\nfields = [\"a\", \"b\"]\n",
     );
-    let out = convert(&["--rules", &rules, "--send"], r#"[{"a":1,"b":"x"},{"a":2}]"#);
+    let out = convert(
+        &["--rules", &rules, "--send"],
+        r#"[{"a":1,"b":"x"},{"a":2}]"#,
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "1|x@@2|\n");
     let out = convert(
-        &["--converter", "xml", "--send", "--event-type", "ACCT.OPENED"],
+        &[
+            "--converter",
+            "xml",
+            "--send",
+            "--event-type",
+            "ACCT.OPENED",
+        ],
         r#"{"a":"<b>"}"#,
     );
     assert_eq!(
@@ -170,13 +179,21 @@ fn unconvertible_input_exits_1() {
 fn usage_errors_exit_2() {
     let out = convert(&[], "x");
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("pass --rules FILE"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("pass --rules FILE"),
+        "{}",
+        stderr(&out)
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let rules = rules_file(dir.path(), "nokind.toml", "fields = [\"a\"]\n");
     let out = convert(&["--rules", &rules], "x");
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("does not name its kind"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("does not name its kind"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = convert(&["--converter", "xml", "--format", "json"], "x");
     assert_eq!(out.status.code(), Some(2));
@@ -196,6 +213,6 @@ fn unknown_converter_exits_1() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         stderr(&out),
-        "error: rules: unknown receive converter `csv` (known: delimited, fixed_width, multi_delimited, xml)\n"
+        "error: unknown receive converter `csv` (known: delimited, fixed_width, multi_delimited, xml)\n"
     );
 }

@@ -42,17 +42,18 @@ pub(crate) struct Args {
 
 /// Runs `eventyard convert`.
 pub(crate) async fn run(args: Args, global: &Global) -> Result<ExitCode, CliError> {
-    let rules = match &args.rules {
-        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
-            CliError::io(format!("cannot read rules file {}", path.display()), e)
-        })?),
-        None => None,
+    let rules =
+        match &args.rules {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                CliError::io(format!("cannot read rules file {}", path.display()), e)
+            })?),
+            None => None,
+        };
+    let origin = args.rules.as_ref().map(|p| p.display().to_string());
+    let failed = |err: ConvertError| match &origin {
+        Some(file) => CliError::Failed(format!("{file}: {err}")),
+        None => CliError::Failed(err.to_string()),
     };
-    let origin = args
-        .rules
-        .as_ref()
-        .map_or_else(|| "rules".to_owned(), |p| p.display().to_string());
-    let failed = |err: ConvertError| CliError::Failed(format!("{origin}: {err}"));
 
     let converter = match (&args.converter, &rules) {
         (Some(id), _) => id.clone(),
@@ -60,8 +61,9 @@ pub(crate) async fn run(args: Args, global: &Global) -> Result<ExitCode, CliErro
             Some(kind) => kind.id().to_owned(),
             None => {
                 return Err(CliError::Usage(format!(
-                    "{origin} does not name its kind; add `kind = \"...\"` to it or pass --converter \
-                     (xml, delimited, multi_delimited, fixed_width)"
+                    "{} does not name its kind; add `kind = \"...\"` to it or pass --converter \
+                     (xml, delimited, multi_delimited, fixed_width)",
+                    origin.as_deref().unwrap_or("the rules file")
                 )))
             }
         },
