@@ -19,6 +19,7 @@
 //! ```
 
 pub mod catalog;
+pub mod daemon;
 
 pub use eventyard_converter as converter;
 pub use eventyard_core as core;

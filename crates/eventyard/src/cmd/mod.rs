@@ -7,6 +7,7 @@ pub(crate) mod envelope;
 pub(crate) mod events;
 pub(crate) mod migrate;
 pub(crate) mod publishing;
+pub(crate) mod run;
 pub(crate) mod send;
 pub(crate) mod seq;
 mod table;
@@ -59,6 +60,8 @@ pub(crate) enum Command {
     Send(send::Args),
     /// Batch sends on demand.
     Batch(batch::Args),
+    /// Run the daemon (batch scheduler, relay, receiver, metrics).
+    Run(run::Args),
 }
 
 /// Runs one subcommand.
@@ -72,6 +75,7 @@ pub(crate) async fn run(command: Command, global: Global) -> Result<ExitCode, Cl
         Command::Events(args) => events::run(args, &global).await,
         Command::Send(args) => send::run(args, &global).await,
         Command::Batch(args) => batch::run(args, &global).await,
+        Command::Run(args) => run::run(args, &global).await,
     }
 }
 

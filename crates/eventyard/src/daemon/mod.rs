@@ -1,0 +1,337 @@
+//! The eventyard daemon: everything `eventyard run` starts, as a library so
+//! applications can embed it with their own converters and handlers.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), eventyard::daemon::DaemonError> {
+//! use eventyard::daemon::{Daemon, Settings};
+//!
+//! let settings = Settings::from_toml(r#"
+//!     database_url = "sqlite://eventyard.db"
+//!     system_id = "CRM"
+//! "#)?;
+//! let running = Daemon::new(settings).start().await?;
+//! // … publish with running.publisher(), or wait for a signal …
+//! running.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod http;
+mod purge;
+mod settings;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use eventyard_converter::Registry;
+use eventyard_core::config::{ConfigStore, ConfigWatcher, WatchOptions};
+use eventyard_core::db::{redact_url, Db};
+use eventyard_sender::{BatchScheduler, Outbox, Publisher, PublisherOptions};
+use eventyard_transport::{AmqpOptions, AmqpTransport, InProcessTransport, Transport};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::catalog::RuntimeCatalog;
+
+pub use settings::{
+    ConfigSettings, HttpSettings, ReceiverSettings, RetentionSettings, Role, Settings,
+};
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// The settings file is unreadable or wrong.
+    #[error("settings {path}: {message}")]
+    Settings {
+        /// The file (or setting) at fault.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A required setting is missing.
+    #[error("no {what} configured; set `{key}` in the settings file or {env}")]
+    Missing {
+        /// What is missing.
+        what: &'static str,
+        /// The settings key.
+        key: &'static str,
+        /// The environment variable.
+        env: &'static str,
+    },
+    /// The database could not be reached or migrated.
+    #[error(transparent)]
+    Core(#[from] eventyard_core::Error),
+    /// The broker could not be reached.
+    #[error("cannot connect to the broker: {0}")]
+    Transport(#[from] eventyard_transport::TransportError),
+    /// The receiver could not start.
+    #[error("the receiver could not start: {0}")]
+    Receiver(String),
+    /// The metrics endpoint could not listen.
+    #[error("cannot listen on {addr} for /metrics and /healthz: {source}")]
+    Http {
+        /// The address.
+        addr: SocketAddr,
+        /// The bind error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A daemon to be started: settings plus the application's converters.
+#[derive(Debug)]
+pub struct Daemon {
+    settings: Settings,
+    converters: Registry,
+    transport: Option<Arc<dyn Transport>>,
+}
+
+/// A started daemon.
+#[derive(Debug)]
+pub struct RunningDaemon {
+    db: Db,
+    publisher: Publisher,
+    transport: Arc<dyn Transport>,
+    watcher: ConfigWatcher,
+    http_addr: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+fn prometheus() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics recorder not installed (another one is active)");
+                None
+            }
+        })
+        .clone()
+}
+
+impl Daemon {
+    /// A daemon with the built-in converters.
+    pub fn new(settings: Settings) -> Self {
+        Daemon {
+            settings,
+            converters: Registry::with_builtins(),
+            transport: None,
+        }
+    }
+
+    /// Uses this converter registry (built-ins plus the application's own).
+    pub fn converters(mut self, converters: Registry) -> Self {
+        self.converters = converters;
+        self
+    }
+
+    /// Uses this transport instead of the one the settings name (e.g. one
+    /// in-process broker shared by several daemons in a test).
+    pub fn transport(mut self, transport: Arc<dyn Transport>) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
+    /// Connects, migrates, and starts every part its roles need.
+    pub async fn start(self) -> Result<RunningDaemon, DaemonError> {
+        let s = &self.settings;
+        let url = s.database_url.as_deref().ok_or(DaemonError::Missing {
+            what: "database",
+            key: "database_url",
+            env: "EVENTYARD_DATABASE_URL",
+        })?;
+        let system_id = s.system_id.clone().ok_or(DaemonError::Missing {
+            what: "system id",
+            key: "system_id",
+            env: "EVENTYARD_SYSTEM_ID",
+        })?;
+        let instance_id = s
+            .instance_id
+            .clone()
+            .unwrap_or_else(|| format!("{system_id}-{}", uuid::Uuid::new_v4().simple()));
+        let db = Db::connect(url).await?;
+        db.migrate().await?;
+        tracing::info!(database = %redact_url(url), backend = db.backend().as_str(), %instance_id, "database ready");
+
+        let transport: Arc<dyn Transport> = match (&self.transport, &s.amqp_url) {
+            (Some(t), _) => Arc::clone(t),
+            (None, Some(amqp)) => Arc::new(
+                AmqpTransport::connect(
+                    amqp,
+                    AmqpOptions::default().connection_name(instance_id.clone()),
+                )
+                .await?,
+            ),
+            (None, None) => {
+                tracing::info!("no amqp_url: using the in-process transport");
+                Arc::new(InProcessTransport::new())
+            }
+        };
+
+        let converters = Arc::new(self.converters);
+        let store = Arc::new(ConfigStore::new(db.clone()));
+        record_components(&store, &instance_id, &converters).await?;
+        let catalog = RuntimeCatalog::new(Arc::clone(&converters))
+            .with_recorded(&store)
+            .await?;
+        let watcher = ConfigWatcher::start(
+            Arc::clone(&store),
+            Arc::new(catalog),
+            WatchOptions::default().poll_interval(s.config.poll_interval),
+        )
+        .await?;
+        for problem in &watcher.current().problems {
+            tracing::error!("{problem}");
+        }
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+
+        let publisher = Publisher::new(
+            Outbox::new(db.clone()),
+            watcher.subscribe(),
+            Arc::clone(&converters),
+            Arc::clone(&transport),
+            PublisherOptions::new(system_id.clone()).instance_id(instance_id.clone()),
+        );
+        if s.roles.contains(&Role::Publisher) {
+            let scheduler = BatchScheduler::new(publisher.clone());
+            tasks.push(tokio::spawn(scheduler.run(shutdown_rx.clone())));
+        }
+
+        if !s.retention.keep.is_zero() {
+            tasks.push(tokio::spawn(retention(
+                db.clone(),
+                s.retention.keep,
+                s.retention.every,
+                shutdown_rx.clone(),
+            )));
+        }
+
+        let http_addr = match (s.http_addr()?, prometheus()) {
+            (Some(addr), Some(handle)) => {
+                let listener = http::bind(addr)
+                    .await
+                    .map_err(|source| DaemonError::Http { addr, source })?;
+                let bound = listener.local_addr().ok();
+                tasks.push(tokio::spawn(http::serve(
+                    listener,
+                    handle,
+                    db.clone(),
+                    shutdown_rx.clone(),
+                )));
+                bound
+            }
+            _ => None,
+        };
+        tracing::info!(system_id, roles = ?s.roles, http = ?http_addr, "eventyard daemon started");
+        Ok(RunningDaemon {
+            db,
+            publisher,
+            transport,
+            watcher,
+            http_addr,
+            shutdown,
+            tasks,
+        })
+    }
+}
+
+async fn record_components(
+    store: &ConfigStore,
+    instance_id: &str,
+    converters: &Registry,
+) -> Result<(), DaemonError> {
+    let send: Vec<String> = converters.send_ids().map(str::to_string).collect();
+    let receive: Vec<String> = converters.receive_ids().map(str::to_string).collect();
+    store
+        .record_components(instance_id, "send_converter", &send)
+        .await?;
+    store
+        .record_components(instance_id, "receive_converter", &receive)
+        .await?;
+    Ok(())
+}
+
+async fn retention(db: Db, keep: Duration, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        match purge::purge_once(&db, keep).await {
+            Ok((0, 0)) => {}
+            Ok((outbox, inbox)) => {
+                tracing::info!(outbox, inbox, "purged finished rows past retention");
+                metrics::counter!("eventyard_purged_rows_total", "table" => "ey_outbox").increment(outbox);
+                metrics::counter!("eventyard_purged_rows_total", "table" => "ey_inbox").increment(inbox);
+            }
+            Err(e) => tracing::warn!(error = %e, "purge failed; will retry"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every.max(Duration::from_secs(1))) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+impl RunningDaemon {
+    /// The publisher (for applications embedding the daemon).
+    pub fn publisher(&self) -> &Publisher {
+        &self.publisher
+    }
+
+    /// The transport in use.
+    pub fn transport(&self) -> &Arc<dyn Transport> {
+        &self.transport
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The live config.
+    pub fn config(&self) -> &ConfigWatcher {
+        &self.watcher
+    }
+
+    /// Where `/metrics` and `/healthz` listen, if enabled.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// Stops everything gracefully: the scheduler finishes its current
+    /// batch, background tasks end, connections close.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+        }
+        let _ = self.transport.close().await;
+        self.db.close().await;
+        tracing::info!("eventyard daemon stopped");
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
