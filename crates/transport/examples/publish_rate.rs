@@ -5,7 +5,8 @@
 //! cargo run --release -p eventyard-transport --example publish_rate -- [messages] [batch]
 //! ```
 //!
-//! `EVENTYARD_AMQP_URL` overrides the broker URL. The queue and exchange are
+//! `EVENTYARD_AMQP_URL` overrides the broker URL, `EVENTYARD_MAX_IN_FLIGHT` the
+//! per-channel in-flight bound. The queue and exchange are
 //! deleted at the end.
 
 use std::time::Instant;
@@ -27,7 +28,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(10_000);
     let url = std::env::var("EVENTYARD_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
-    let transport = AmqpTransport::connect(&url, AmqpOptions::new()).await?;
+    let mut options = AmqpOptions::new();
+    if let Ok(n) = std::env::var("EVENTYARD_MAX_IN_FLIGHT") {
+        options = options.max_in_flight(n.parse()?);
+    }
+    let transport = AmqpTransport::connect(&url, options).await?;
     let tag = std::process::id();
     let (exchange, queue) = (format!("ey-bench.{tag}"), format!("ey-bench.{tag}.q"));
     let mut consumer = transport
