@@ -25,7 +25,7 @@ enum EnvelopeCommand {
     ///
     /// Without --event-type/--publisher, stdin is an envelope in JSON as printed by
     /// `envelope unpack --json`. With them, stdin is the body, taken verbatim.
-    Pack(PackArgs),
+    Pack(Box<PackArgs>),
     /// Unpack an envelope read from stdin and show it (JSON with --json).
     Unpack(UnpackArgs),
 }
@@ -146,7 +146,7 @@ impl LimitArgs {
 /// Runs `eventyard envelope`.
 pub(crate) async fn run(args: Args, global: &Global) -> Result<ExitCode, CliError> {
     match args.command {
-        EnvelopeCommand::Pack(args) => pack(args),
+        EnvelopeCommand::Pack(args) => pack(*args),
         EnvelopeCommand::Unpack(args) => unpack(args, global),
     }
 }
