@@ -6,7 +6,9 @@ use std::str::FromStr;
 /// How a packed envelope is compressed on the wire.
 ///
 /// The value is what operators write in `ey_send_config.compression`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     /// gzip (RFC 1952); the default.

@@ -41,6 +41,7 @@ macro_rules! embedded {
 const MIGRATIONS: &[Embedded] = &[
     embedded!(1, "0001_init"),
     embedded!(2, "0002_outbox_claims_send_rules"),
+    embedded!(3, "0003_inbox_claims_handler_config"),
 ];
 
 /// The embedded migrations of one backend, as a sqlx [`MigrationSource`].

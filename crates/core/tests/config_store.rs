@@ -43,7 +43,11 @@ async fn migrations_apply_and_reapply_on_every_database() {
         t.db.migrate().await.unwrap();
         t.db.migrate().await.unwrap();
         let applied = count(&t.db, "SELECT COUNT(*) FROM _sqlx_migrations").await;
-        assert_eq!(applied, eventyard_core::migrate::latest_version(), "{backend:?}");
+        assert_eq!(
+            applied,
+            eventyard_core::migrate::latest_version(),
+            "{backend:?}"
+        );
         for table in [
             "ey_send_config",
             "ey_receive_config",
@@ -81,8 +85,18 @@ async fn check_constraints_guard_the_value_sets() {
         exec_bin(db, "INSERT INTO ey_inbox (event_id, event_type, subscriber, payload) VALUES ('e1', 'A', 's1', $1)").await.unwrap();
         exec_bin(db, "INSERT INTO ey_inbox (event_id, event_type, subscriber, payload) VALUES ('e1', 'A', 's2', $1)").await.unwrap();
         assert!(exec_bin(db, "INSERT INTO ey_inbox (event_id, event_type, subscriber, payload) VALUES ('e1', 'A', 's1', $1)").await.is_err());
-        exec_bin(db, "INSERT INTO ey_outbox (event_id, event_type, payload) VALUES ('o1', 'A', $1)").await.unwrap();
-        assert!(exec_bin(db, "INSERT INTO ey_outbox (event_id, event_type, payload) VALUES ('o1', 'B', $1)").await.is_err());
+        exec_bin(
+            db,
+            "INSERT INTO ey_outbox (event_id, event_type, payload) VALUES ('o1', 'A', $1)",
+        )
+        .await
+        .unwrap();
+        assert!(exec_bin(
+            db,
+            "INSERT INTO ey_outbox (event_id, event_type, payload) VALUES ('o1', 'B', $1)"
+        )
+        .await
+        .is_err());
     }
 }
 
@@ -113,7 +127,10 @@ async fn config_rows_round_trip_on_every_database() {
         let rows = store.send_rows().await.unwrap();
         assert_eq!(rows.len(), 1);
         let mut got = rows[0].clone();
-        assert!(got.updated_at.is_some(), "{backend:?}: updated_at set by default");
+        assert!(
+            got.updated_at.is_some(),
+            "{backend:?}: updated_at set by default"
+        );
         got.updated_at = None;
         assert_eq!(got, send, "{backend:?}");
         let rows = store.receive_rows().await.unwrap();
@@ -122,7 +139,11 @@ async fn config_rows_round_trip_on_every_database() {
         assert_eq!(got, recv, "{backend:?}");
 
         let loaded = store.load(&catalog()).await.unwrap();
-        assert!(loaded.problems.is_empty(), "{backend:?}: {:?}", loaded.problems);
+        assert!(
+            loaded.problems.is_empty(),
+            "{backend:?}: {:?}",
+            loaded.problems
+        );
         let s = loaded.config.send("ACCT.OPENED").unwrap();
         assert_eq!(s.send_mode, SendMode::RealtimeBatch);
         assert_eq!(s.compression, Compression::Deflate);
@@ -152,18 +173,33 @@ async fn plain_sql_edits_bump_the_config_version() {
         let t = TestDb::migrated(backend).await;
         let store = ConfigStore::new(t.db.clone());
         let v0 = store.version().await.unwrap();
-        exec(&t.db, "INSERT INTO ey_send_config (event_type) VALUES ('X')").await;
+        exec(
+            &t.db,
+            "INSERT INTO ey_send_config (event_type) VALUES ('X')",
+        )
+        .await;
         let v1 = store.version().await.unwrap();
         assert!(v1 > v0, "{backend:?}: insert bumps");
-        exec(&t.db, "UPDATE ey_send_config SET retry_count = 9 WHERE event_type = 'X'").await;
+        exec(
+            &t.db,
+            "UPDATE ey_send_config SET retry_count = 9 WHERE event_type = 'X'",
+        )
+        .await;
         let v2 = store.version().await.unwrap();
         assert!(v2 > v1, "{backend:?}: update bumps");
-        exec(&t.db, "INSERT INTO ey_receive_config (event_type, subscriber) VALUES ('X', 's')").await;
+        exec(
+            &t.db,
+            "INSERT INTO ey_receive_config (event_type, subscriber) VALUES ('X', 's')",
+        )
+        .await;
         exec(&t.db, "DELETE FROM ey_receive_config").await;
         let v3 = store.version().await.unwrap();
         assert!(v3 >= v2 + 2, "{backend:?}: receive insert and delete bump");
         exec(&t.db, "DELETE FROM ey_send_config").await;
-        assert!(store.version().await.unwrap() > v3, "{backend:?}: delete bumps");
+        assert!(
+            store.version().await.unwrap() > v3,
+            "{backend:?}: delete bumps"
+        );
     }
 }
 
@@ -174,7 +210,11 @@ async fn updated_at_moves_on_update() {
         let store = ConfigStore::new(t.db.clone());
         exec(&t.db, "INSERT INTO ey_send_config (event_type, updated_at) VALUES ('X', '2001-01-01 00:00:00')").await;
         let before = store.send_rows().await.unwrap()[0].updated_at.unwrap();
-        exec(&t.db, "UPDATE ey_send_config SET retry_count = 9 WHERE event_type = 'X'").await;
+        exec(
+            &t.db,
+            "UPDATE ey_send_config SET retry_count = 9 WHERE event_type = 'X'",
+        )
+        .await;
         let after = store.send_rows().await.unwrap()[0].updated_at.unwrap();
         assert!(after > before, "{backend:?}: {before} -> {after}");
     }
@@ -198,26 +238,42 @@ async fn recorded_components_are_shared_across_instances() {
             .await
             .unwrap();
         let got = store.recorded_components().await.unwrap();
-        assert_eq!(got, vec![("handler".to_string(), "billing".to_string())], "{backend:?}");
+        assert_eq!(
+            got,
+            vec![("handler".to_string(), "billing".to_string())],
+            "{backend:?}"
+        );
     }
 }
 
 // ---- validation, through the database ----
 
-async fn problems_for_send(backend: Backend, row: RawSendRow) -> Vec<(Table, String, &'static str, String)> {
+async fn problems_for_send(
+    backend: Backend,
+    row: RawSendRow,
+) -> Vec<(Table, String, &'static str, String)> {
     let t = TestDb::migrated(backend).await;
     let store = ConfigStore::new(t.db.clone());
     store.upsert_send(&row).await.unwrap();
     let loaded = store.load(&catalog()).await.unwrap();
-    assert!(loaded.config.send(&row.event_type).is_none(), "an invalid row is not served");
+    assert!(
+        loaded.config.send(&row.event_type).is_none(),
+        "an invalid row is not served"
+    );
     loaded
         .problems
         .into_iter()
         .map(|p| {
             let text = p.to_string();
-            assert!(text.contains(&row.event_type), "message names the event type: {text}");
+            assert!(
+                text.contains(&row.event_type),
+                "message names the event type: {text}"
+            );
             assert!(text.contains(p.column), "message names the column: {text}");
-            assert!(text.contains("ey_send_config"), "message names the table: {text}");
+            assert!(
+                text.contains("ey_send_config"),
+                "message names the table: {text}"
+            );
             (p.table, p.event_type, p.column, p.message)
         })
         .collect()
@@ -228,7 +284,10 @@ async fn problems_for_receive(backend: Backend, row: RawReceiveRow) -> Vec<(&'st
     let store = ConfigStore::new(t.db.clone());
     store.upsert_receive(&row).await.unwrap();
     let loaded = store.load(&catalog()).await.unwrap();
-    assert!(loaded.config.receive(&row.event_type, &row.subscriber).is_none());
+    assert!(loaded
+        .config
+        .receive(&row.event_type, &row.subscriber)
+        .is_none());
     loaded
         .problems
         .into_iter()
@@ -325,7 +384,10 @@ async fn workers_must_be_sane() {
         if workers == 0 {
             let t = TestDb::migrated(Backend::Postgres).await;
             let store = ConfigStore::new(t.db.clone());
-            assert!(store.upsert_receive(&recv).await.is_err(), "CHECK refuses 0 workers");
+            assert!(
+                store.upsert_receive(&recv).await.is_err(),
+                "CHECK refuses 0 workers"
+            );
             let errs = eventyard_core::config::validate_receive_row(&recv, &catalog()).unwrap_err();
             only_column(&errs, |p| p.column, "workers");
         } else {
@@ -340,24 +402,56 @@ async fn workers_must_be_sane() {
 async fn unknown_modes_and_compression_are_rejected_when_the_database_lets_them_in() {
     // Older MySQL versions ignore CHECK constraints; emulate that by dropping them.
     let t = TestDb::migrated(Backend::MySql).await;
-    for c in [
-        "ey_send_config_mode_chk",
-        "ey_send_config_compression_chk",
-    ] {
-        exec(&t.db, &format!("ALTER TABLE ey_send_config DROP CONSTRAINT {c}")).await;
+    for c in ["ey_send_config_mode_chk", "ey_send_config_compression_chk"] {
+        exec(
+            &t.db,
+            &format!("ALTER TABLE ey_send_config DROP CONSTRAINT {c}"),
+        )
+        .await;
     }
-    exec(&t.db, "ALTER TABLE ey_receive_config DROP CONSTRAINT ey_receive_config_mode_chk").await;
-    exec(&t.db, "INSERT INTO ey_send_config (event_type, send_mode) VALUES ('A.TURBO', 'turbo')").await;
-    exec(&t.db, "INSERT INTO ey_send_config (event_type, compression) VALUES ('A.ZSTD', 'zstd')").await;
+    exec(
+        &t.db,
+        "ALTER TABLE ey_receive_config DROP CONSTRAINT ey_receive_config_mode_chk",
+    )
+    .await;
+    exec(
+        &t.db,
+        "INSERT INTO ey_send_config (event_type, send_mode) VALUES ('A.TURBO', 'turbo')",
+    )
+    .await;
+    exec(
+        &t.db,
+        "INSERT INTO ey_send_config (event_type, compression) VALUES ('A.ZSTD', 'zstd')",
+    )
+    .await;
     exec(&t.db, "INSERT INTO ey_receive_config (event_type, subscriber, process_mode, handler_id) VALUES ('A.LATER', 'erp', 'later', 'log')").await;
-    exec(&t.db, "INSERT INTO ey_send_config (event_type) VALUES ('A.GOOD')").await;
+    exec(
+        &t.db,
+        "INSERT INTO ey_send_config (event_type) VALUES ('A.GOOD')",
+    )
+    .await;
     let store = ConfigStore::new(t.db.clone());
     let loaded = store.load(&catalog()).await.unwrap();
     let lines: Vec<String> = loaded.problems.iter().map(ToString::to_string).collect();
     assert_eq!(lines.len(), 3, "{lines:#?}");
-    assert!(lines.iter().any(|l| l.contains("A.TURBO") && l.contains("`send_mode`") && l.contains("turbo")), "{lines:#?}");
-    assert!(lines.iter().any(|l| l.contains("A.ZSTD") && l.contains("`compression`") && l.contains("zstd")), "{lines:#?}");
-    assert!(lines.iter().any(|l| l.contains("A.LATER") && l.contains("`process_mode`") && l.contains("later")), "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("A.TURBO") && l.contains("`send_mode`") && l.contains("turbo")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("A.ZSTD") && l.contains("`compression`") && l.contains("zstd")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("A.LATER") && l.contains("`process_mode`") && l.contains("later")),
+        "{lines:#?}"
+    );
     // The valid row is still served.
     assert!(loaded.config.send("A.GOOD").is_some());
     assert_eq!(loaded.config.send.len(), 1);
@@ -371,12 +465,23 @@ async fn an_edit_that_breaks_a_row_keeps_its_last_valid_version() {
     row.send_mode = "batch".into();
     row.batch_cron = Some("@every 10s".into());
     store.upsert_send(&row).await.unwrap();
-    store.upsert_send(&RawSendRow::new("ACCT.CLOSED")).await.unwrap();
+    store
+        .upsert_send(&RawSendRow::new("ACCT.CLOSED"))
+        .await
+        .unwrap();
     let first = store.load(&catalog()).await.unwrap();
     assert!(first.problems.is_empty());
 
-    exec(&t.db, "UPDATE ey_send_config SET batch_cron = 'whenever' WHERE event_type = 'ACCT.OPENED'").await;
-    exec(&t.db, "UPDATE ey_send_config SET retry_count = 9 WHERE event_type = 'ACCT.CLOSED'").await;
+    exec(
+        &t.db,
+        "UPDATE ey_send_config SET batch_cron = 'whenever' WHERE event_type = 'ACCT.OPENED'",
+    )
+    .await;
+    exec(
+        &t.db,
+        "UPDATE ey_send_config SET retry_count = 9 WHERE event_type = 'ACCT.CLOSED'",
+    )
+    .await;
     let second = store.load(&catalog()).await.unwrap();
     assert!(second.version > first.version);
     assert_eq!(second.problems.len(), 1);
@@ -386,7 +491,10 @@ async fn an_edit_that_breaks_a_row_keeps_its_last_valid_version() {
     assert_eq!(second.config.send("ACCT.CLOSED").unwrap().retry_count, 9);
 
     // A fresh store (a daemon started after the bad edit) has no valid version to keep.
-    let fresh = ConfigStore::new(t.db.clone()).load(&catalog()).await.unwrap();
+    let fresh = ConfigStore::new(t.db.clone())
+        .load(&catalog())
+        .await
+        .unwrap();
     assert!(fresh.config.send("ACCT.OPENED").is_none());
 }
 

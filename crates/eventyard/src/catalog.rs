@@ -92,5 +92,6 @@ impl Catalog for RuntimeCatalog {
 /// The built-in text converters (`delimited`, `multi_delimited`,
 /// `fixed_width`) also render on the send side, given rules.
 fn is_builtin_text_kind(converters: &Registry, id: &str) -> bool {
-    matches!(id, "delimited" | "multi_delimited" | "fixed_width") && converters.receive(id).is_some()
+    matches!(id, "delimited" | "multi_delimited" | "fixed_width")
+        && converters.receive(id).is_some()
 }

@@ -35,7 +35,10 @@ async fn migrate_is_idempotent_from_the_cli() {
             assert!(text(&out.stdout).contains(&want), "{}", text(&out.stdout));
         }
         let store = ConfigStore::new(t.db.clone());
-        assert!(store.version().await.unwrap() >= 1, "tables exist after the CLI migrated");
+        assert!(
+            store.version().await.unwrap() >= 1,
+            "tables exist after the CLI migrated"
+        );
     }
 }
 
@@ -43,7 +46,10 @@ async fn migrate_is_idempotent_from_the_cli() {
 async fn check_reports_each_problem_on_its_own_line_and_exits_1() {
     let t = TestDb::migrated(Backend::Sqlite).await;
     let store = ConfigStore::new(t.db.clone());
-    store.upsert_send(&RawSendRow::new("ACCT.OPENED")).await.unwrap();
+    store
+        .upsert_send(&RawSendRow::new("ACCT.OPENED"))
+        .await
+        .unwrap();
 
     let out = eventyard(&t.url, &["config", "check"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -65,10 +71,30 @@ async fn check_reports_each_problem_on_its_own_line_and_exits_1() {
     let stderr = text(&out.stderr);
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 4, "{stderr}");
-    assert!(lines.iter().any(|l| l.contains("ORDER.PAID") && l.contains("`persist`")), "{stderr}");
-    assert!(lines.iter().any(|l| l.contains("ORDER.PAID") && l.contains("`batch_cron`") && l.contains("sometimes")), "{stderr}");
-    assert!(lines.iter().any(|l| l.contains("subscriber=erp") && l.contains("`handler_id`") && l.contains("nobody")), "{stderr}");
-    assert!(lines.iter().any(|l| l.contains("subscriber=erp") && l.contains("`converter_rules`")), "{stderr}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("ORDER.PAID") && l.contains("`persist`")),
+        "{stderr}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("ORDER.PAID")
+            && l.contains("`batch_cron`")
+            && l.contains("sometimes")),
+        "{stderr}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("subscriber=erp")
+            && l.contains("`handler_id`")
+            && l.contains("nobody")),
+        "{stderr}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("subscriber=erp") && l.contains("`converter_rules`")),
+        "{stderr}"
+    );
 
     // A handler recorded by a running daemon is known to the CLI.
     store
@@ -80,14 +106,20 @@ async fn check_reports_each_problem_on_its_own_line_and_exits_1() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let problems = report["problems"].as_array().unwrap();
     assert_eq!(problems.len(), 3, "{report}");
-    assert!(problems.iter().all(|p| p["column"] != "handler_id"), "{report}");
+    assert!(
+        problems.iter().all(|p| p["column"] != "handler_id"),
+        "{report}"
+    );
 }
 
 #[tokio::test]
 async fn list_shows_rows_and_validity() {
     let t = TestDb::migrated(Backend::Postgres).await;
     let store = ConfigStore::new(t.db.clone());
-    store.upsert_send(&RawSendRow::new("ACCT.OPENED")).await.unwrap();
+    store
+        .upsert_send(&RawSendRow::new("ACCT.OPENED"))
+        .await
+        .unwrap();
     let mut bad = RawSendRow::new("ACCT.CLOSED");
     bad.converter_id = "nope".into();
     store.upsert_send(&bad).await.unwrap();
@@ -95,9 +127,15 @@ async fn list_shows_rows_and_validity() {
     let out = eventyard(&t.url, &["config", "list"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    let opened = stdout.lines().find(|l| l.starts_with("ACCT.OPENED")).unwrap();
+    let opened = stdout
+        .lines()
+        .find(|l| l.starts_with("ACCT.OPENED"))
+        .unwrap();
     assert!(opened.ends_with("ok"), "{stdout}");
-    let closed = stdout.lines().find(|l| l.starts_with("ACCT.CLOSED")).unwrap();
+    let closed = stdout
+        .lines()
+        .find(|l| l.starts_with("ACCT.CLOSED"))
+        .unwrap();
     assert!(closed.ends_with("INVALID"), "{stdout}");
 
     let out = eventyard(&t.url, &["config", "list", "--send", "--json"]);
@@ -127,5 +165,9 @@ fn unsupported_database_fails_with_exit_1() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("unsupported database URL"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("unsupported database URL"),
+        "{}",
+        text(&out.stderr)
+    );
 }

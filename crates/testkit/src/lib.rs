@@ -44,7 +44,11 @@ pub struct TestDb {
 
 #[derive(Debug)]
 enum Cleanup {
-    Server { admin_url: String, backend: Backend, name: String },
+    Server {
+        admin_url: String,
+        backend: Backend,
+        name: String,
+    },
     File(#[allow(dead_code)] tempfile::TempDir),
 }
 
@@ -90,7 +94,13 @@ impl TestDb {
             .await
             .unwrap();
         admin.close().await.ok();
-        TestDb::open(replace_db_name(&admin_url, &name), Backend::Postgres, admin_url, name).await
+        TestDb::open(
+            replace_db_name(&admin_url, &name),
+            Backend::Postgres,
+            admin_url,
+            name,
+        )
+        .await
     }
 
     /// A fresh MariaDB/MySQL database.
@@ -107,7 +117,13 @@ impl TestDb {
             .await
             .unwrap();
         admin.close().await.ok();
-        TestDb::open(replace_db_name(&admin_url, &name), Backend::MySql, admin_url, name).await
+        TestDb::open(
+            replace_db_name(&admin_url, &name),
+            Backend::MySql,
+            admin_url,
+            name,
+        )
+        .await
     }
 
     /// A fresh SQLite file in a temporary directory.
@@ -157,7 +173,8 @@ impl Drop for TestDb {
         else {
             return;
         };
-        let (admin_url, backend, name, db) = (admin_url.clone(), *backend, name.clone(), self.db.clone());
+        let (admin_url, backend, name, db) =
+            (admin_url.clone(), *backend, name.clone(), self.db.clone());
         // Dropping runs inside the test's runtime; do the async cleanup on a
         // thread of its own and wait for it.
         let handle = std::thread::spawn(move || {
@@ -171,13 +188,17 @@ impl Drop for TestDb {
                     Backend::Postgres => {
                         if let Ok(mut c) = sqlx::postgres::PgConnection::connect(&admin_url).await {
                             let _ = c
-                                .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                                .execute(
+                                    format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
+                                )
                                 .await;
                         }
                     }
                     Backend::MySql => {
                         if let Ok(mut c) = sqlx::mysql::MySqlConnection::connect(&admin_url).await {
-                            let _ = c.execute(format!("DROP DATABASE IF EXISTS {name}").as_str()).await;
+                            let _ = c
+                                .execute(format!("DROP DATABASE IF EXISTS {name}").as_str())
+                                .await;
                         }
                     }
                     Backend::Sqlite => {}

@@ -154,7 +154,8 @@ pub struct ConfigStore {
     last_valid: Mutex<Config>,
 }
 
-const SEND_COLUMNS: &str = "event_type, enabled, send_mode, converter_id, converter_rules, persist, retry_count, \
+const SEND_COLUMNS: &str =
+    "event_type, enabled, send_mode, converter_id, converter_rules, persist, retry_count, \
      batch_cron, batch_size, compression, exchange, routing_key, sequenced, updated_at";
 const RECEIVE_COLUMNS: &str =
     "event_type, subscriber, enabled, exchange, binding_key, process_mode, \

@@ -173,10 +173,7 @@ pub fn validate_send_row(
                 enabled: raw.enabled,
                 send_mode,
                 converter_id: raw.converter_id.clone(),
-                converter_rules: raw
-                    .converter_rules
-                    .clone()
-                    .filter(|r| !r.trim().is_empty()),
+                converter_rules: raw.converter_rules.clone().filter(|r| !r.trim().is_empty()),
                 // Forced on for the batch modes (and rejected above if off).
                 persist: raw.persist || send_mode != SendMode::Realtime,
                 retry_count: retry_count.unsigned_abs(),

@@ -44,8 +44,16 @@ pub(crate) async fn run(args: Args, global: &Global) -> Result<ExitCode, CliErro
     let loaded = store.load(&catalog).await?;
     let result = match args.command {
         ConfigCommand::List { send, receive } => {
-            let send_rows = if receive { Vec::new() } else { store.send_rows().await? };
-            let receive_rows = if send { Vec::new() } else { store.receive_rows().await? };
+            let send_rows = if receive {
+                Vec::new()
+            } else {
+                store.send_rows().await?
+            };
+            let receive_rows = if send {
+                Vec::new()
+            } else {
+                store.receive_rows().await?
+            };
             list(global, &loaded, &send_rows, &receive_rows);
             Ok(ExitCode::SUCCESS)
         }
@@ -71,7 +79,9 @@ fn invalid_receive(problems: &[RowError]) -> BTreeSet<(&str, &str)> {
 }
 
 fn or_dash(v: &Option<String>) -> String {
-    v.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "-".into())
+    v.clone()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "-".into())
 }
 
 fn list(global: &Global, loaded: &Loaded, send: &[RawSendRow], receive: &[RawReceiveRow]) {
@@ -119,14 +129,30 @@ fn list(global: &Global, loaded: &Loaded, send: &[RawSendRow], receive: &[RawRec
                     r.exchange.clone(),
                     or_dash(&r.routing_key),
                     if r.sequenced { "yes" } else { "no" }.into(),
-                    if bad_send.contains(r.event_type.as_str()) { "INVALID" } else { "ok" }.into(),
+                    if bad_send.contains(r.event_type.as_str()) {
+                        "INVALID"
+                    } else {
+                        "ok"
+                    }
+                    .into(),
                 ]
             })
             .collect();
         table::print(
             &[
-                "EVENT_TYPE", "ENABLED", "MODE", "CONVERTER", "PERSIST", "RETRIES", "BATCH_CRON",
-                "BATCH_SIZE", "COMPRESSION", "EXCHANGE", "ROUTING_KEY", "SEQUENCED", "VALID",
+                "EVENT_TYPE",
+                "ENABLED",
+                "MODE",
+                "CONVERTER",
+                "PERSIST",
+                "RETRIES",
+                "BATCH_CRON",
+                "BATCH_SIZE",
+                "COMPRESSION",
+                "EXCHANGE",
+                "ROUTING_KEY",
+                "SEQUENCED",
+                "VALID",
             ],
             &rows,
         );
@@ -158,8 +184,18 @@ fn list(global: &Global, loaded: &Loaded, send: &[RawSendRow], receive: &[RawRec
             .collect();
         table::print(
             &[
-                "EVENT_TYPE", "SUBSCRIBER", "ENABLED", "MODE", "HANDLER", "CONVERTER", "WORKERS",
-                "BATCH_CRON", "MAX_ATTEMPTS", "BACKOFF_MS", "QUEUE", "VALID",
+                "EVENT_TYPE",
+                "SUBSCRIBER",
+                "ENABLED",
+                "MODE",
+                "HANDLER",
+                "CONVERTER",
+                "WORKERS",
+                "BATCH_CRON",
+                "MAX_ATTEMPTS",
+                "BACKOFF_MS",
+                "QUEUE",
+                "VALID",
             ],
             &rows,
         );
@@ -175,7 +211,11 @@ fn list(global: &Global, loaded: &Loaded, send: &[RawSendRow], receive: &[RawRec
     }
 }
 
-async fn check(global: &Global, loaded: &Loaded, store: &ConfigStore) -> Result<ExitCode, CliError> {
+async fn check(
+    global: &Global,
+    loaded: &Loaded,
+    store: &ConfigStore,
+) -> Result<ExitCode, CliError> {
     let send_rows = store.send_rows().await?.len();
     let receive_rows = store.receive_rows().await?.len();
     if global.json {

@@ -78,9 +78,7 @@ pub(crate) async fn run(args: Args, global: &Global) -> Result<ExitCode, CliErro
                 show(global, &row);
                 Ok(ExitCode::SUCCESS)
             }
-            None => Err(CliError::Failed(format!(
-                "no outbox event with id `{id}`"
-            ))),
+            None => Err(CliError::Failed(format!("no outbox event with id `{id}`"))),
         },
         EventsCommand::Replay { ids, event_type } => {
             if ids.is_empty() && event_type.is_none() {
@@ -141,7 +139,15 @@ fn list(global: &Global, rows: &[OutboxRow]) {
         return;
     }
     table::print(
-        &["EVENT_ID", "EVENT_TYPE", "STATUS", "ATTEMPTS", "CREATED_AT", "SENT_AT", "LAST_ERROR"],
+        &[
+            "EVENT_ID",
+            "EVENT_TYPE",
+            "STATUS",
+            "ATTEMPTS",
+            "CREATED_AT",
+            "SENT_AT",
+            "LAST_ERROR",
+        ],
         &rows,
     );
 }
@@ -165,7 +171,9 @@ fn show(global: &Global, row: &OutboxRow) {
     println!("created_at:  {}", row.created_at.to_rfc3339());
     println!(
         "sent_at:     {}",
-        row.sent_at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into())
+        row.sent_at
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_else(|| "-".into())
     );
     println!("last_error:  {}", row.last_error.as_deref().unwrap_or("-"));
     println!("payload:     {} bytes", row.payload.len());

@@ -27,9 +27,12 @@ impl CliPublisher {
             CliError::Usage("no broker given; pass --amqp-url or set EVENTYARD_AMQP_URL".into())
         })?;
         let transport: Arc<dyn Transport> = Arc::new(
-            AmqpTransport::connect(amqp_url, AmqpOptions::default().connection_name("eventyard-cli"))
-                .await
-                .map_err(|e| CliError::Failed(format!("cannot connect to the broker: {e}")))?,
+            AmqpTransport::connect(
+                amqp_url,
+                AmqpOptions::default().connection_name("eventyard-cli"),
+            )
+            .await
+            .map_err(|e| CliError::Failed(format!("cannot connect to the broker: {e}")))?,
         );
         let store = ConfigStore::new(db.clone());
         let converters = Arc::new(Registry::with_builtins());

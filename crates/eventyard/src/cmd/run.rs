@@ -44,7 +44,9 @@ pub(crate) async fn run(args: Args, global: &Global) -> Result<ExitCode, CliErro
 
 fn daemon_err(e: DaemonError) -> CliError {
     match e {
-        DaemonError::Missing { .. } | DaemonError::Settings { .. } => CliError::Usage(e.to_string()),
+        DaemonError::Missing { .. } | DaemonError::Settings { .. } => {
+            CliError::Usage(e.to_string())
+        }
         other => CliError::Failed(other.to_string()),
     }
 }

@@ -60,9 +60,7 @@ pub(crate) async fn run(args: Args, global: &Global) -> Result<ExitCode, CliErro
             .await
     } else {
         let value: serde_json::Value = serde_json::from_str(trimmed).map_err(|e| {
-            CliError::Failed(format!(
-                "the payload is neither XML nor valid JSON: {e}"
-            ))
+            CliError::Failed(format!("the payload is neither XML nor valid JSON: {e}"))
         })?;
         cli.publisher
             .publish_with(&args.event_type, &value, meta)

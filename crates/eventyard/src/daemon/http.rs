@@ -34,7 +34,11 @@ pub(crate) async fn serve(
     }
 }
 
-async fn respond(mut stream: TcpStream, metrics: &PrometheusHandle, db: &Db) -> std::io::Result<()> {
+async fn respond(
+    mut stream: TcpStream,
+    metrics: &PrometheusHandle,
+    db: &Db,
+) -> std::io::Result<()> {
     let mut buf = vec![0u8; 4096];
     let mut len = 0;
     // Read the request head (bounded in size and time).
@@ -72,7 +76,11 @@ async fn respond(mut stream: TcpStream, metrics: &PrometheusHandle, db: &Db) -> 
             }
         }
         ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
-        _ => ("405 Method Not Allowed", "text/plain", "GET only\n".to_string()),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "GET only\n".to_string(),
+        ),
     };
     let response = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -83,9 +91,8 @@ async fn respond(mut stream: TcpStream, metrics: &PrometheusHandle, db: &Db) -> 
 }
 
 async fn database_ok(db: &Db) -> bool {
-    let check = async {
-        with_pool!(db, pool => sqlx::query("SELECT 1").execute(pool).await.is_ok())
-    };
+    let check =
+        async { with_pool!(db, pool => sqlx::query("SELECT 1").execute(pool).await.is_ok()) };
     tokio::time::timeout(Duration::from_secs(3), check)
         .await
         .unwrap_or(false)

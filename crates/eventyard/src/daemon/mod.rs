@@ -263,8 +263,10 @@ async fn retention(db: Db, keep: Duration, every: Duration, mut shutdown: watch:
             Ok((0, 0)) => {}
             Ok((outbox, inbox)) => {
                 tracing::info!(outbox, inbox, "purged finished rows past retention");
-                metrics::counter!("eventyard_purged_rows_total", "table" => "ey_outbox").increment(outbox);
-                metrics::counter!("eventyard_purged_rows_total", "table" => "ey_inbox").increment(inbox);
+                metrics::counter!("eventyard_purged_rows_total", "table" => "ey_outbox")
+                    .increment(outbox);
+                metrics::counter!("eventyard_purged_rows_total", "table" => "ey_inbox")
+                    .increment(inbox);
             }
             Err(e) => tracing::warn!(error = %e, "purge failed; will retry"),
         }

@@ -17,7 +17,13 @@ const CHUNK: i64 = 1000;
 pub(crate) async fn purge_once(db: &Db, keep: Duration) -> Result<(u64, u64), sqlx::Error> {
     let cutoff = Utc::now() - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::days(7));
     let outbox = purge_table(db, "ey_outbox", "status = 'sent' AND sent_at < $1", cutoff).await?;
-    let inbox = purge_table(db, "ey_inbox", "status = 'done' AND processed_at < $1", cutoff).await?;
+    let inbox = purge_table(
+        db,
+        "ey_inbox",
+        "status = 'done' AND processed_at < $1",
+        cutoff,
+    )
+    .await?;
     Ok((outbox, inbox))
 }
 

@@ -250,7 +250,10 @@ impl Settings {
             .map(Some)
             .map_err(|_| DaemonError::Settings {
                 path: "[http] listen".into(),
-                message: format!("`{}` is not an address like 127.0.0.1:9464", self.http.listen),
+                message: format!(
+                    "`{}` is not an address like 127.0.0.1:9464",
+                    self.http.listen
+                ),
             })
     }
 }
@@ -283,7 +286,9 @@ mod humantime {
             }
             let n: u64 = rest[..digits].parse().ok()?;
             rest = &rest[digits..];
-            let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(rest.len());
             let unit = match &rest[..unit_len] {
                 "ms" => Duration::from_millis(1),
                 "s" => Duration::from_secs(1),
