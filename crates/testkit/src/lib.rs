@@ -1,4 +1,4 @@
-//! Test support: a throwaway database per test on the real local services.
+//! Test support: a TCP [`proxy`] for fault tests, and a throwaway database per test on the real local services.
 //!
 //! Each [`TestDb`] is a fresh PostgreSQL database, MariaDB/MySQL database or
 //! SQLite file with a unique name, dropped again when the value is dropped,
@@ -15,10 +15,18 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod proxy;
+
 use std::str::FromStr;
 
 use eventyard_core::db::{Backend, Db, DbOptions};
 use sqlx::{ConnectOptions, Connection, Executor};
+
+/// The AMQP URL of the local RabbitMQ (`EVENTYARD_TEST_AMQP_URL`).
+pub fn amqp_url() -> String {
+    std::env::var("EVENTYARD_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
 
 /// The admin URL for PostgreSQL tests.
 pub fn pg_admin_url() -> String {

@@ -7,7 +7,7 @@ use eventyard_converter::Registry;
 use eventyard_core::config::ConfigStore;
 use eventyard_core::db::Db;
 use eventyard_sender::{Outbox, Publisher, PublisherOptions};
-use eventyard_transport::{AmqpOptions, AmqpTransport, Transport};
+use eventyard_transport::Transport;
 
 use super::{CliError, Global};
 
@@ -26,14 +26,7 @@ impl CliPublisher {
         let amqp_url = global.amqp_url.as_deref().ok_or_else(|| {
             CliError::Usage("no broker given; pass --amqp-url or set EVENTYARD_AMQP_URL".into())
         })?;
-        let transport: Arc<dyn Transport> = Arc::new(
-            AmqpTransport::connect(
-                amqp_url,
-                AmqpOptions::default().connection_name("eventyard-cli"),
-            )
-            .await
-            .map_err(|e| CliError::Failed(format!("cannot connect to the broker: {e}")))?,
-        );
+        let transport = connect(amqp_url).await?;
         let store = ConfigStore::new(db.clone());
         let converters = Arc::new(Registry::with_builtins());
         let catalog = RuntimeCatalog::new(Arc::clone(&converters))
@@ -64,4 +57,21 @@ impl CliPublisher {
         let _ = self.transport.close().await;
         self.db.close().await;
     }
+}
+
+#[cfg(feature = "amqp")]
+async fn connect(url: &str) -> Result<Arc<dyn Transport>, CliError> {
+    use eventyard_transport::{AmqpOptions, AmqpTransport};
+    let transport =
+        AmqpTransport::connect(url, AmqpOptions::default().connection_name("eventyard-cli"))
+            .await
+            .map_err(|e| CliError::Failed(format!("cannot connect to the broker: {e}")))?;
+    Ok(Arc::new(transport))
+}
+
+#[cfg(not(feature = "amqp"))]
+async fn connect(_url: &str) -> Result<Arc<dyn Transport>, CliError> {
+    Err(CliError::Failed(
+        "this build of eventyard has no AMQP support (cargo feature `amqp`)".into(),
+    ))
 }

@@ -27,7 +27,7 @@ use eventyard_converter::Registry;
 use eventyard_core::config::{ConfigStore, ConfigWatcher, WatchOptions};
 use eventyard_core::db::{redact_url, Db};
 use eventyard_sender::{BatchScheduler, Outbox, Publisher, PublisherOptions};
-use eventyard_transport::{AmqpOptions, AmqpTransport, InProcessTransport, Transport};
+use eventyard_transport::{InProcessTransport, Transport};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -159,13 +159,7 @@ impl Daemon {
 
         let transport: Arc<dyn Transport> = match (&self.transport, &s.amqp_url) {
             (Some(t), _) => Arc::clone(t),
-            (None, Some(amqp)) => Arc::new(
-                AmqpTransport::connect(
-                    amqp,
-                    AmqpOptions::default().connection_name(instance_id.clone()),
-                )
-                .await?,
-            ),
+            (None, Some(amqp)) => connect_amqp(amqp, &instance_id).await?,
             (None, None) => {
                 tracing::info!("no amqp_url: using the in-process transport");
                 Arc::new(InProcessTransport::new())
@@ -239,6 +233,26 @@ impl Daemon {
             tasks,
         })
     }
+}
+
+#[cfg(feature = "amqp")]
+async fn connect_amqp(url: &str, instance_id: &str) -> Result<Arc<dyn Transport>, DaemonError> {
+    use eventyard_transport::{AmqpOptions, AmqpTransport};
+    Ok(Arc::new(
+        AmqpTransport::connect(
+            url,
+            AmqpOptions::default().connection_name(instance_id.to_string()),
+        )
+        .await?,
+    ))
+}
+
+#[cfg(not(feature = "amqp"))]
+async fn connect_amqp(_url: &str, _instance_id: &str) -> Result<Arc<dyn Transport>, DaemonError> {
+    Err(DaemonError::Settings {
+        path: "amqp_url".into(),
+        message: "this build has no AMQP support (cargo feature `amqp`)".into(),
+    })
 }
 
 async fn record_components(
