@@ -246,6 +246,28 @@ impl Publisher {
     ) -> Result<Published> {
         let (event_id, payload) = self.pack_body(&cfg, body, meta)?;
         let message = self.message(&cfg, &event_id, payload.clone());
+        let event_type = cfg.event_type.clone();
+        let result = self.deliver(cfg, event_id, payload, message).await;
+        let outcome = match &result {
+            Ok(p) => match p.outcome {
+                Outcome::Sent => "sent",
+                Outcome::Queued => "queued",
+                Outcome::Deferred { .. } => "deferred",
+            },
+            Err(_) => "failed",
+        };
+        metrics::counter!("eventyard_events_published_total", "event_type" => event_type, "outcome" => outcome)
+            .increment(1);
+        result
+    }
+
+    async fn deliver(
+        &self,
+        cfg: SendConfig,
+        event_id: String,
+        payload: Vec<u8>,
+        message: OutgoingMessage,
+    ) -> Result<Published> {
         let inner = &self.inner;
         match (cfg.send_mode, cfg.persist) {
             (SendMode::Realtime, false) => {

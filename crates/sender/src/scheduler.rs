@@ -188,6 +188,12 @@ impl BatchScheduler {
                 break;
             }
         }
+        metrics::counter!("eventyard_batch_runs_total", "event_type" => event_type.to_string())
+            .increment(1);
+        metrics::counter!("eventyard_batch_events_total", "event_type" => event_type.to_string(), "result" => "sent")
+            .increment(total.sent);
+        metrics::counter!("eventyard_batch_events_total", "event_type" => event_type.to_string(), "result" => "failed")
+            .increment(total.failed + total.retrying);
         if total.claimed > 0 {
             tracing::info!(
                 event_type,
@@ -221,6 +227,7 @@ impl BatchScheduler {
                 }
             }
         }
+        metrics::counter!("eventyard_relay_events_total").increment(total.sent);
         if total.claimed > 0 {
             tracing::info!(
                 claimed = total.claimed,

@@ -180,6 +180,7 @@ impl TransportError {
 }
 
 /// The URL with its password (if any) replaced by `***`, for error messages and logs.
+#[cfg_attr(not(feature = "amqp"), allow(dead_code))]
 pub(crate) fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_owned();
