@@ -1,0 +1,593 @@
+//! The inbox table: every received event, its status and its result.
+//!
+//! Rows are inserted by the listeners (deduplicated by `(subscriber,
+//! event_id)`), claimed with a lease (`claimed_by`, `claimed_until`) by the
+//! instance that processes them, and finished as `done`, `retrying` or
+//! `dead`. Claims are short committed statements, so several receiver
+//! instances of one subscriber share retries and batch runs, and the rows of
+//! an instance that died are taken over when its lease expires.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use eventyard_core::db::{Backend, Db};
+use eventyard_core::with_pool;
+
+use crate::error::{ReceiveError, Result};
+
+/// The status of an inbox row (`ey_inbox.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InboxStatus {
+    /// Stored, waiting for its handler (realtime: at once; batch: next run).
+    Received,
+    /// The handler completed it.
+    Done,
+    /// A handler attempt failed; the next one is due at `next_attempt_at`.
+    Retrying,
+    /// Unreadable, failed for good, or out of attempts. Replayable.
+    Dead,
+    /// Stored only (`process_mode = 'none'`).
+    Stored,
+}
+
+impl InboxStatus {
+    /// The value stored in the table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InboxStatus::Received => "received",
+            InboxStatus::Done => "done",
+            InboxStatus::Retrying => "retrying",
+            InboxStatus::Dead => "dead",
+            InboxStatus::Stored => "stored",
+        }
+    }
+}
+
+impl fmt::Display for InboxStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for InboxStatus {
+    type Err = ReceiveError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "received" => Ok(InboxStatus::Received),
+            "done" => Ok(InboxStatus::Done),
+            "retrying" => Ok(InboxStatus::Retrying),
+            "dead" => Ok(InboxStatus::Dead),
+            "stored" => Ok(InboxStatus::Stored),
+            other => Err(ReceiveError::UnknownStatus(other.to_string())),
+        }
+    }
+}
+
+/// A stored inbox row.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
+pub struct InboxRow {
+    /// Row id (insertion order).
+    pub id: i64,
+    /// The event id (the AMQP message id or a SHA-256 for unreadable messages).
+    pub event_id: String,
+    /// The event type.
+    pub event_type: String,
+    /// The subscriber system.
+    pub subscriber: String,
+    /// The producer of a sequenced stream.
+    pub producer_id: Option<String>,
+    /// The stream of a sequenced event.
+    pub stream: Option<String>,
+    /// The producer epoch.
+    pub epoch: Option<i64>,
+    /// The sequence number.
+    pub seq: Option<i64>,
+    /// `received`, `done`, `retrying`, `dead` or `stored`.
+    pub status: String,
+    /// Handler attempts so far.
+    pub attempts: i32,
+    /// The handler's result text, or the last error.
+    pub result: Option<String>,
+    /// When the next attempt is due (`retrying`).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The packed envelope as received.
+    #[serde(skip)]
+    pub payload: Vec<u8>,
+    /// When the row was stored.
+    pub received_at: DateTime<Utc>,
+    /// When it reached `done` or `dead`.
+    pub processed_at: Option<DateTime<Utc>>,
+    /// The instance holding the claim.
+    pub claimed_by: Option<String>,
+    /// When the claim expires.
+    pub claimed_until: Option<DateTime<Utc>>,
+}
+
+/// Which rows [`Inbox::list`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct InboxFilter {
+    /// Only this subscriber.
+    pub subscriber: Option<String>,
+    /// Only this status.
+    pub status: Option<InboxStatus>,
+    /// Only this event type.
+    pub event_type: Option<String>,
+    /// At most this many rows (newest first); default 100.
+    pub limit: Option<u32>,
+}
+
+/// Which rows [`Inbox::replay`] puts back to `received`.
+#[derive(Debug, Clone)]
+pub struct ReplayRequest {
+    /// Only rows of this subscriber (all subscribers if `None`).
+    pub subscriber: Option<String>,
+    /// These event ids (any event type if `event_type` is `None`).
+    pub event_ids: Vec<String>,
+    /// Only this event type; with no ids, every row of the type in `status`.
+    pub event_type: Option<String>,
+    /// Only rows in this status (default `dead`).
+    pub status: InboxStatus,
+}
+
+impl Default for ReplayRequest {
+    fn default() -> Self {
+        ReplayRequest {
+            subscriber: None,
+            event_ids: Vec::new(),
+            event_type: None,
+            status: InboxStatus::Dead,
+        }
+    }
+}
+
+/// A row for [`Inbox::insert`].
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct NewInboxRow {
+    pub(crate) event_id: String,
+    pub(crate) event_type: String,
+    pub(crate) producer_id: Option<String>,
+    pub(crate) stream: Option<String>,
+    pub(crate) epoch: Option<i64>,
+    pub(crate) seq: Option<i64>,
+    pub(crate) status: InboxStatus,
+    pub(crate) result: Option<String>,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) processed_at: Option<DateTime<Utc>>,
+    pub(crate) claim: Option<(String, DateTime<Utc>)>,
+}
+
+/// What to claim for processing.
+#[derive(Debug, Clone)]
+pub(crate) struct Claim<'a> {
+    pub(crate) subscriber: &'a str,
+    pub(crate) event_type: &'a str,
+    pub(crate) owner: &'a str,
+    pub(crate) lease: Duration,
+    pub(crate) now: DateTime<Utc>,
+    pub(crate) limit: u32,
+}
+
+pub(crate) const ROW_COLUMNS: &str =
+    "id, event_id, event_type, subscriber, producer_id, stream, epoch, seq, status, attempts, \
+     result, next_attempt_at, payload, received_at, processed_at, claimed_by, claimed_until";
+
+const INSERT_COLUMNS: usize = 13;
+
+pub(crate) fn lease_until(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60))
+}
+
+macro_rules! bind_new {
+    ($q:expr, $r:expr, $subscriber:expr) => {{
+        let r = $r;
+        let (by, until) = match &r.claim {
+            Some((by, until)) => (Some(by.as_str()), Some(*until)),
+            None => (None, None),
+        };
+        $q.bind(&r.event_id)
+            .bind(&r.event_type)
+            .bind($subscriber)
+            .bind(&r.producer_id)
+            .bind(&r.stream)
+            .bind(r.epoch)
+            .bind(r.seq)
+            .bind(r.status.as_str())
+            .bind(&r.result)
+            .bind(&r.payload)
+            .bind(r.processed_at)
+            .bind(by)
+            .bind(until)
+    }};
+}
+
+/// Access to `ey_inbox` — what `eventyard events list --inbox` and
+/// `eventyard events replay` use.
+#[derive(Debug, Clone)]
+pub struct Inbox {
+    db: Db,
+}
+
+impl Inbox {
+    /// The inbox in `db` (which must be migrated).
+    pub fn new(db: Db) -> Self {
+        Inbox { db }
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Rows matching the filter, newest first.
+    pub async fn list(&self, filter: &InboxFilter) -> Result<Vec<InboxRow>> {
+        let mut sql = format!("SELECT {ROW_COLUMNS} FROM ey_inbox WHERE 1 = 1");
+        let mut n = 1;
+        for (on, col) in [
+            (filter.subscriber.is_some(), "subscriber"),
+            (filter.status.is_some(), "status"),
+            (filter.event_type.is_some(), "event_type"),
+        ] {
+            if on {
+                sql.push_str(&format!(" AND {col} = ${n}"));
+                n += 1;
+            }
+        }
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT ${n}"));
+        let sql = self.db.sql(&sql);
+        let limit = i64::from(filter.limit.unwrap_or(100));
+        Ok(with_pool!(&self.db, pool => {
+            let mut q = sqlx::query_as::<_, InboxRow>(&sql);
+            if let Some(s) = &filter.subscriber { q = q.bind(s); }
+            if let Some(s) = filter.status { q = q.bind(s.as_str()); }
+            if let Some(t) = &filter.event_type { q = q.bind(t); }
+            q.bind(limit).fetch_all(pool).await?
+        }))
+    }
+
+    /// The row of `event_id` (of `subscriber`, or of any subscriber: the oldest).
+    pub async fn get(&self, subscriber: Option<&str>, event_id: &str) -> Result<Option<InboxRow>> {
+        let sql = match subscriber {
+            Some(_) => format!(
+                "SELECT {ROW_COLUMNS} FROM ey_inbox WHERE event_id = $1 AND subscriber = $2"
+            ),
+            None => format!("SELECT {ROW_COLUMNS} FROM ey_inbox WHERE event_id = $1 ORDER BY id"),
+        };
+        let sql = self.db.sql(&sql);
+        Ok(with_pool!(&self.db, pool => {
+            let mut q = sqlx::query_as::<_, InboxRow>(&sql).bind(event_id);
+            if let Some(s) = subscriber { q = q.bind(s); }
+            q.fetch_all(pool).await?.into_iter().next()
+        }))
+    }
+
+    /// Counts rows in `status` (of one subscriber and/or event type).
+    pub async fn count(
+        &self,
+        status: InboxStatus,
+        subscriber: Option<&str>,
+        event_type: Option<&str>,
+    ) -> Result<i64> {
+        let mut sql = String::from("SELECT COUNT(*) FROM ey_inbox WHERE status = $1");
+        let mut n = 2;
+        if subscriber.is_some() {
+            sql.push_str(&format!(" AND subscriber = ${n}"));
+            n += 1;
+        }
+        if event_type.is_some() {
+            sql.push_str(&format!(" AND event_type = ${n}"));
+        }
+        let sql = self.db.sql(&sql);
+        Ok(with_pool!(&self.db, pool => {
+            let mut q = sqlx::query_scalar::<_, i64>(&sql).bind(status.as_str());
+            if let Some(s) = subscriber { q = q.bind(s); }
+            if let Some(t) = event_type { q = q.bind(t); }
+            q.fetch_one(pool).await?
+        }))
+    }
+
+    /// Puts rows back to `received` with their attempts reset, so the
+    /// receiver processes them again (realtime: within its retry poll
+    /// interval; batch: at the next run). Returns how many rows moved.
+    /// Refuses a request that names neither ids nor an event type.
+    pub async fn replay(&self, req: &ReplayRequest) -> Result<u64> {
+        if req.event_ids.is_empty() && req.event_type.is_none() {
+            return Err(ReceiveError::ReplayNeedsSelection);
+        }
+        let mut sql = String::from(
+            "UPDATE ey_inbox SET status = 'received', attempts = 0, next_attempt_at = NULL, \
+             processed_at = NULL, claimed_by = NULL, claimed_until = NULL WHERE status = $1",
+        );
+        let mut n = 2;
+        if req.subscriber.is_some() {
+            sql.push_str(&format!(" AND subscriber = ${n}"));
+            n += 1;
+        }
+        if req.event_type.is_some() {
+            sql.push_str(&format!(" AND event_type = ${n}"));
+            n += 1;
+        }
+        if !req.event_ids.is_empty() {
+            let list: Vec<String> = (0..req.event_ids.len())
+                .map(|i| format!("${}", n + i))
+                .collect();
+            sql.push_str(&format!(" AND event_id IN ({})", list.join(", ")));
+        }
+        let sql = self.db.sql(&sql);
+        Ok(with_pool!(&self.db, pool => {
+            let mut q = sqlx::query(&sql).bind(req.status.as_str());
+            if let Some(s) = &req.subscriber { q = q.bind(s); }
+            if let Some(t) = &req.event_type { q = q.bind(t); }
+            for id in &req.event_ids { q = q.bind(id); }
+            q.execute(pool).await?.rows_affected()
+        }))
+    }
+
+    /// Inserts rows of `subscriber`, skipping event ids already stored.
+    /// Returns `(id, event_id)` of the rows this call inserted.
+    pub(crate) async fn insert(
+        &self,
+        subscriber: &str,
+        rows: &[NewInboxRow],
+    ) -> Result<Vec<(i64, String)>> {
+        let mut inserted = Vec::new();
+        for chunk in rows.chunks(400) {
+            match self.db.backend() {
+                Backend::MySql => inserted.extend(self.insert_mysql(subscriber, chunk).await?),
+                Backend::Postgres | Backend::Sqlite => {
+                    let sql = format!(
+                        "{} ON CONFLICT (subscriber, event_id) DO NOTHING RETURNING id, event_id",
+                        insert_sql(chunk.len())
+                    );
+                    let got: Vec<(i64, String)> = with_pool!(&self.db, pool => {
+                        let mut q = sqlx::query_as::<_, (i64, String)>(&sql);
+                        for r in chunk {
+                            q = bind_new!(q, r, subscriber);
+                        }
+                        q.fetch_all(pool).await?
+                    });
+                    inserted.extend(got);
+                }
+            }
+        }
+        Ok(inserted)
+    }
+
+    #[cfg(feature = "mysql")]
+    async fn insert_mysql(
+        &self,
+        subscriber: &str,
+        rows: &[NewInboxRow],
+    ) -> Result<Vec<(i64, String)>> {
+        let Db::MySql(pool) = &self.db else {
+            return Ok(Vec::new());
+        };
+        // No INSERT … RETURNING on MySQL: read which ids exist, insert the
+        // rest, read their row ids back. A row a concurrent instance inserts
+        // in between is still safe: processing checks the claim in the row.
+        let list = vec!["?"; rows.len()].join(", ");
+        let mut tx = pool.begin().await?;
+        let existing_sql =
+            format!("SELECT event_id FROM ey_inbox WHERE subscriber = ? AND event_id IN ({list})");
+        let mut q = sqlx::query_scalar::<_, String>(&existing_sql).bind(subscriber);
+        for r in rows {
+            q = q.bind(&r.event_id);
+        }
+        let existing: std::collections::HashSet<String> =
+            q.fetch_all(&mut *tx).await?.into_iter().collect();
+        let fresh: Vec<&NewInboxRow> = rows
+            .iter()
+            .filter(|r| !existing.contains(&r.event_id))
+            .collect();
+        if fresh.is_empty() {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        let sql = eventyard_core::db::placeholders(
+            Backend::MySql,
+            &format!(
+                "{} ON DUPLICATE KEY UPDATE id = id",
+                insert_sql(fresh.len())
+            ),
+        )
+        .into_owned();
+        let mut q = sqlx::query(&sql);
+        for r in &fresh {
+            q = bind_new!(q, r, subscriber);
+        }
+        q.execute(&mut *tx).await?;
+        let list = vec!["?"; fresh.len()].join(", ");
+        let read = format!(
+            "SELECT id, event_id FROM ey_inbox WHERE subscriber = ? AND event_id IN ({list})"
+        );
+        let mut q = sqlx::query_as::<_, (i64, String)>(&read).bind(subscriber);
+        for r in &fresh {
+            q = q.bind(&r.event_id);
+        }
+        let got = q.fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(got)
+    }
+
+    #[cfg(not(feature = "mysql"))]
+    async fn insert_mysql(&self, _: &str, _: &[NewInboxRow]) -> Result<Vec<(i64, String)>> {
+        Ok(Vec::new())
+    }
+
+    /// Claims up to `limit` rows of one type that are `received`, or
+    /// `retrying` and due, and that nobody holds (or whose lease expired).
+    pub(crate) async fn claim(&self, c: &Claim<'_>) -> Result<Vec<InboxRow>> {
+        let until = lease_until(c.now, c.lease);
+        let filter = "subscriber = $3 AND event_type = $4 AND status IN ('received', 'retrying') \
+             AND (next_attempt_at IS NULL OR next_attempt_at <= $5) \
+             AND (claimed_until IS NULL OR claimed_until < $5) ORDER BY id LIMIT $6";
+        let mut rows: Vec<InboxRow> = match self.db.backend() {
+            Backend::Postgres | Backend::Sqlite => {
+                let lock = if self.db.backend() == Backend::Postgres {
+                    " FOR UPDATE SKIP LOCKED"
+                } else {
+                    ""
+                };
+                let sql = format!(
+                    "UPDATE ey_inbox SET claimed_by = $1, claimed_until = $2 WHERE id IN \
+                     (SELECT id FROM ey_inbox WHERE {filter}{lock}) RETURNING {ROW_COLUMNS}"
+                );
+                with_pool!(&self.db, pool => {
+                    sqlx::query_as::<_, InboxRow>(&sql)
+                        .bind(c.owner).bind(until).bind(c.subscriber).bind(c.event_type)
+                        .bind(c.now).bind(i64::from(c.limit))
+                        .fetch_all(pool).await?
+                })
+            }
+            Backend::MySql => self.claim_mysql(c, until).await?,
+        };
+        rows.sort_by_key(|r| r.id);
+        Ok(rows)
+    }
+
+    #[cfg(feature = "mysql")]
+    async fn claim_mysql(&self, c: &Claim<'_>, until: DateTime<Utc>) -> Result<Vec<InboxRow>> {
+        let Db::MySql(pool) = &self.db else {
+            return Ok(Vec::new());
+        };
+        let select = "SELECT id FROM ey_inbox WHERE subscriber = ? AND event_type = ? \
+             AND status IN ('received', 'retrying') \
+             AND (next_attempt_at IS NULL OR next_attempt_at <= ?) \
+             AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY id LIMIT ? \
+             FOR UPDATE SKIP LOCKED";
+        let mut tx = pool.begin().await?;
+        let ids: Vec<i64> = sqlx::query_scalar(select)
+            .bind(c.subscriber)
+            .bind(c.event_type)
+            .bind(c.now)
+            .bind(c.now)
+            .bind(i64::from(c.limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        if ids.is_empty() {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        let list = vec!["?"; ids.len()].join(", ");
+        let update =
+            format!("UPDATE ey_inbox SET claimed_by = ?, claimed_until = ? WHERE id IN ({list})");
+        let mut u = sqlx::query(&update).bind(c.owner).bind(until);
+        for id in &ids {
+            u = u.bind(id);
+        }
+        u.execute(&mut *tx).await?;
+        let read = format!("SELECT {ROW_COLUMNS} FROM ey_inbox WHERE id IN ({list})");
+        let mut r = sqlx::query_as::<_, InboxRow>(&read);
+        for id in &ids {
+            r = r.bind(id);
+        }
+        let rows = r.fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    #[cfg(not(feature = "mysql"))]
+    async fn claim_mysql(&self, _: &Claim<'_>, _: DateTime<Utc>) -> Result<Vec<InboxRow>> {
+        Ok(Vec::new())
+    }
+
+    /// Records a failed attempt of a row this instance holds: `retrying`
+    /// with `next_attempt_at`, or `dead` when `next` is `None`.
+    pub(crate) async fn record_failure(
+        &self,
+        id: i64,
+        owner: &str,
+        reason: &str,
+        next: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let (status, processed) = match next {
+            Some(_) => ("retrying", None),
+            None => ("dead", Some(now)),
+        };
+        let sql = self.db.sql(
+            "UPDATE ey_inbox SET status = $1, attempts = attempts + 1, result = $2, \
+             next_attempt_at = $3, processed_at = $4, claimed_by = NULL, claimed_until = NULL \
+             WHERE id = $5 AND claimed_by = $6 AND status IN ('received', 'retrying')",
+        );
+        let n = with_pool!(&self.db, pool => sqlx::query(&sql)
+            .bind(status).bind(reason).bind(next).bind(processed).bind(id).bind(owner)
+            .execute(pool).await?.rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Marks a row this instance holds `dead` without counting an attempt
+    /// (the stored payload cannot be read).
+    pub(crate) async fn record_unreadable(
+        &self,
+        id: i64,
+        owner: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let sql = self.db.sql(
+            "UPDATE ey_inbox SET status = 'dead', result = $1, processed_at = $2, \
+             claimed_by = NULL, claimed_until = NULL WHERE id = $3 AND claimed_by = $4",
+        );
+        with_pool!(&self.db, pool => {
+            sqlx::query(&sql).bind(reason).bind(now).bind(id).bind(owner).execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Gives up this instance's claims on rows (they are picked up again at once).
+    pub(crate) async fn release(&self, ids: &[i64], owner: &str) -> Result<()> {
+        for chunk in ids.chunks(500) {
+            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = self
+                .db
+                .sql(&format!(
+                    "UPDATE ey_inbox SET claimed_by = NULL, claimed_until = NULL \
+                     WHERE claimed_by = $1 AND id IN ({})",
+                    list.join(", ")
+                ))
+                .into_owned();
+            with_pool!(&self.db, pool => {
+                let mut q = sqlx::query(&sql).bind(owner);
+                for id in chunk { q = q.bind(id); }
+                q.execute(pool).await?;
+            });
+        }
+        Ok(())
+    }
+
+    /// Gives up every claim `owner` holds on unfinished rows of `subscriber`
+    /// (a starting instance holds nothing in memory yet).
+    pub(crate) async fn release_all(&self, subscriber: &str, owner: &str) -> Result<u64> {
+        let sql = self.db.sql(
+            "UPDATE ey_inbox SET claimed_by = NULL, claimed_until = NULL \
+             WHERE subscriber = $1 AND claimed_by = $2 AND status IN ('received', 'retrying')",
+        );
+        Ok(with_pool!(&self.db, pool => sqlx::query(&sql)
+            .bind(subscriber).bind(owner).execute(pool).await?.rows_affected()))
+    }
+}
+
+fn insert_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO ey_inbox (event_id, event_type, subscriber, producer_id, stream, epoch, seq, \
+         status, result, payload, processed_at, claimed_by, claimed_until) VALUES ",
+    );
+    let per_row = INSERT_COLUMNS;
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 0..per_row {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", r * per_row + c + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}

@@ -1,0 +1,268 @@
+//! One queue's listener: store a micro-batch of deliveries, then ack them
+//! with one `ack_multiple`, then hand the realtime ones to their pools.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use eventyard_core::config::ProcessMode;
+use eventyard_transport::{Consumer, Delivery, Subscription};
+use tokio::sync::{oneshot, watch};
+
+use super::decode::{decode, Decoded};
+use super::pool::{Job, JobSource};
+use super::{Shared, TypeRuntime};
+use crate::error::Result;
+use crate::inbox::{InboxStatus, NewInboxRow};
+
+const MAX_DB_BACKOFF: Duration = Duration::from_secs(5);
+const MAX_SUBSCRIBE_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Runs until `stop` turns true. The first subscribe result goes to `first`.
+pub(crate) async fn listen(
+    shared: Arc<Shared>,
+    rt: Arc<TypeRuntime>,
+    sub: Subscription,
+    mut stop: watch::Receiver<bool>,
+    first: oneshot::Sender<Result<()>>,
+) {
+    let mut first = Some(first);
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let subscribed = async {
+            shared.transport.declare_exchange(&sub.exchange).await?;
+            shared.transport.subscribe(sub.clone()).await
+        };
+        let consumer = tokio::select! {
+            c = subscribed => c,
+            _ = super::stopped(&mut stop) => return,
+        };
+        let mut consumer = match consumer {
+            Ok(c) => {
+                if let Some(f) = first.take() {
+                    let _ = f.send(Ok(()));
+                }
+                tracing::info!(event_type = %rt.event_type, queue = %sub.queue, "listening");
+                delay = Duration::from_millis(100);
+                c
+            }
+            Err(e) => {
+                tracing::warn!(event_type = %rt.event_type, queue = %sub.queue, error = %e,
+                    "cannot subscribe; retrying");
+                if let Some(f) = first.take() {
+                    let _ = f.send(Err(e.into()));
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = super::stopped(&mut stop) => return,
+                }
+                delay = (delay * 2).min(MAX_SUBSCRIBE_BACKOFF);
+                continue;
+            }
+        };
+        let ended = consume(&shared, &rt, consumer.as_mut(), &mut stop).await;
+        if let Err(e) = consumer.cancel().await {
+            tracing::debug!(event_type = %rt.event_type, error = %e, "cancelling the consumer");
+        }
+        if !ended || *stop.borrow() {
+            return;
+        }
+        tracing::warn!(event_type = %rt.event_type, queue = %sub.queue,
+            "consumer closed by the transport; subscribing again");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = super::stopped(&mut stop) => return,
+        }
+        delay = (delay * 2).min(MAX_SUBSCRIBE_BACKOFF);
+    }
+}
+
+/// Consumes until stopped (`false`) or the consumer ends (`true`).
+async fn consume(
+    shared: &Shared,
+    rt: &TypeRuntime,
+    consumer: &mut dyn Consumer,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let max = shared.opts.ack_batch;
+    loop {
+        if !wait_for_room(shared, rt, stop).await {
+            return false;
+        }
+        let first = tokio::select! {
+            d = consumer.next() => d,
+            _ = super::stopped(stop) => return false,
+        };
+        let Some(first) = first else { return true };
+        let mut batch = vec![first];
+        let mut ended = false;
+        while batch.len() < max {
+            match tokio::time::timeout(shared.opts.ack_linger, consumer.next()).await {
+                Ok(Some(d)) => batch.push(d),
+                Ok(None) => {
+                    ended = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        if !store_and_ack(shared, rt, batch, stop).await {
+            return false;
+        }
+        if ended {
+            return true;
+        }
+    }
+}
+
+/// Waits while this type's backlog is at its bound. `false` on stop.
+async fn wait_for_room(
+    shared: &Shared,
+    rt: &TypeRuntime,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let bound = shared.opts.backlog;
+    let mut logged = false;
+    loop {
+        if *stop.borrow() {
+            return false;
+        }
+        let settings = rt.settings();
+        let full = match settings.cfg.process_mode {
+            ProcessMode::Realtime => rt.pending() >= bound,
+            ProcessMode::Batch => {
+                match shared
+                    .inbox
+                    .count(
+                        InboxStatus::Received,
+                        Some(&shared.opts.subscriber),
+                        Some(&rt.event_type),
+                    )
+                    .await
+                {
+                    Ok(n) => usize::try_from(n).unwrap_or(usize::MAX) >= bound,
+                    // The store will find out whether the database is back.
+                    Err(_) => false,
+                }
+            }
+            ProcessMode::None => false,
+        };
+        if !full {
+            if logged {
+                tracing::info!(event_type = %rt.event_type, "backlog below its bound; consuming again");
+            }
+            return true;
+        }
+        if !logged {
+            tracing::info!(event_type = %rt.event_type, bound, "backlog at its bound; consumption paused");
+            logged = true;
+        }
+        let wait = match settings.cfg.process_mode {
+            ProcessMode::Batch => shared
+                .opts
+                .retry_poll_interval
+                .max(Duration::from_millis(200)),
+            _ => Duration::from_millis(100),
+        };
+        tokio::select! {
+            _ = rt.progress.notified() => {}
+            _ = rt.changed.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = super::stopped(stop) => return false,
+        }
+    }
+}
+
+/// Stores the batch (retrying while the database is unreachable), then acks
+/// it. `false` if stopped before the batch was stored (nothing acked).
+async fn store_and_ack(
+    shared: &Shared,
+    rt: &TypeRuntime,
+    batch: Vec<Delivery>,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let mut seen = HashSet::new();
+    let mut decoded: Vec<Decoded> = Vec::with_capacity(batch.len());
+    let mut duplicates_in_batch: Vec<String> = Vec::new();
+    for d in &batch {
+        let dec = decode(shared, &rt.event_type, d);
+        if seen.insert(dec.row.event_id.clone()) {
+            decoded.push(dec);
+        } else {
+            duplicates_in_batch.push(dec.row.event_type);
+        }
+    }
+    let rows: Vec<NewInboxRow> = decoded.iter().map(|d| d.row.clone()).collect();
+    let mut delay = Duration::from_millis(50);
+    let inserted = loop {
+        match shared.inbox.insert(&shared.opts.subscriber, &rows).await {
+            Ok(ids) => break ids,
+            Err(e) => {
+                tracing::warn!(event_type = %rt.event_type, error = %e, held = batch.len(),
+                    "cannot store deliveries; holding them unacked and retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = super::stopped(stop) => return false,
+                }
+                delay = (delay * 2).min(MAX_DB_BACKOFF);
+            }
+        }
+    };
+    // Everything up to the last delivery is stored (or was already): ack it all at once.
+    if let Some(last) = batch.last() {
+        if let Err(e) = last.acker.ack_multiple().await {
+            tracing::warn!(event_type = %rt.event_type, error = %e,
+                "ack failed after storing; the broker will redeliver and the inbox deduplicates");
+        }
+    }
+    let now = chrono::Utc::now();
+    let ids: std::collections::HashMap<&str, i64> =
+        inserted.iter().map(|(id, e)| (e.as_str(), *id)).collect();
+    for t in duplicates_in_batch {
+        shared.stats.update(&t, |s| s.duplicates += 1);
+    }
+    for dec in decoded {
+        let event_type = dec.row.event_type.clone();
+        let Some(&id) = ids.get(dec.row.event_id.as_str()) else {
+            shared.stats.update(&event_type, |s| s.duplicates += 1);
+            continue;
+        };
+        match (dec.row.status, dec.good) {
+            (InboxStatus::Dead, _) | (_, None) => {
+                shared.stats.update(&event_type, |s| s.unreadable += 1);
+            }
+            (InboxStatus::Stored, Some((_, msg))) => {
+                let lag = lag_seconds(&msg, now);
+                shared.stats.update(&event_type, |s| {
+                    s.received += 1;
+                    s.stored_only += 1;
+                    s.last_lag_seconds = lag;
+                });
+            }
+            (_, Some((target, mut msg))) => {
+                let lag = lag_seconds(&msg, now);
+                shared.stats.update(&event_type, |s| {
+                    s.received += 1;
+                    s.last_lag_seconds = lag;
+                });
+                if dec.row.claim.is_some() {
+                    msg.inbox_id = id;
+                    target.dispatch(Job {
+                        id,
+                        attempts: 0,
+                        from_batch: false,
+                        requeued: false,
+                        source: JobSource::Decoded(Box::new(msg)),
+                    });
+                }
+            }
+        }
+    }
+    true
+}
+
+fn lag_seconds(msg: &crate::handler::Message, now: chrono::DateTime<chrono::Utc>) -> f64 {
+    (now - msg.header.created_at)
+        .to_std()
+        .map_or(0.0, |d| d.as_secs_f64())
+}

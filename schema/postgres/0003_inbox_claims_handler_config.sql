@@ -1,0 +1,11 @@
+-- Claim leases on inbox rows, so several receiver instances of one
+-- subscriber share retries and batch runs without processing a row twice.
+ALTER TABLE ey_inbox ADD COLUMN IF NOT EXISTS claimed_by VARCHAR(191);
+ALTER TABLE ey_inbox ADD COLUMN IF NOT EXISTS claimed_until TIMESTAMPTZ;
+-- Retry and batch claims look rows up per subscriber and event type.
+CREATE INDEX IF NOT EXISTS ey_inbox_claim_idx
+    ON ey_inbox (subscriber, event_type, status, next_attempt_at);
+-- Per-handler settings (the `sql` handler's statement) and the handler
+-- timeout of an event type (NULL: the receiver's default).
+ALTER TABLE ey_receive_config ADD COLUMN IF NOT EXISTS handler_config TEXT;
+ALTER TABLE ey_receive_config ADD COLUMN IF NOT EXISTS handler_timeout_ms BIGINT;
