@@ -252,9 +252,6 @@ impl ConfigStore {
                 }
             }
         }
-        for problem in &loaded.problems {
-            tracing::warn!(table = %problem.table, event_type = %problem.event_type, column = problem.column, "{problem}");
-        }
         *self
             .last_valid
             .lock()

@@ -145,6 +145,9 @@ async fn run(
         }
         match store.load(catalog.as_ref()).await {
             Ok(loaded) => {
+                for problem in &loaded.problems {
+                    tracing::warn!(table = %problem.table, event_type = %problem.event_type, column = problem.column, "{problem}");
+                }
                 tracing::info!(
                     version = loaded.version,
                     problems = loaded.problems.len(),
