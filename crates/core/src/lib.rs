@@ -9,12 +9,13 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), eventyard_core::Error> {
-//! use eventyard_core::{config::{ConfigStore, BuiltinCatalog}, db::Db};
+//! use eventyard_core::{config::{ConfigStore, StaticCatalog}, db::Db};
 //!
 //! let db = Db::connect("sqlite://eventyard.db?mode=rwc").await?;
 //! db.migrate().await?;
 //! let store = ConfigStore::new(db);
-//! let loaded = store.load(&BuiltinCatalog::default()).await?;
+//! let catalog = StaticCatalog::new().send_converters(["xml"]).receive_converters(["xml"]);
+let loaded = store.load(&catalog).await?;
 //! for problem in &loaded.problems {
 //!     eprintln!("{problem}");
 //! }
