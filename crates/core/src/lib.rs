@@ -15,7 +15,7 @@
 //! db.migrate().await?;
 //! let store = ConfigStore::new(db);
 //! let catalog = StaticCatalog::new().send_converters(["xml"]).receive_converters(["xml"]);
-let loaded = store.load(&catalog).await?;
+//! let loaded = store.load(&catalog).await?;
 //! for problem in &loaded.problems {
 //!     eprintln!("{problem}");
 //! }
