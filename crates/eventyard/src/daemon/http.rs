@@ -4,10 +4,12 @@
 //! connection. It keeps hyper out of the build for two endpoints.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use eventyard_core::db::Db;
 use eventyard_core::with_pool;
+use eventyard_receiver::Stats;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -17,6 +19,7 @@ use tokio::sync::watch;
 pub(crate) async fn serve(
     listener: TcpListener,
     metrics: PrometheusHandle,
+    stats: Option<Arc<Stats>>,
     db: Db,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -24,9 +27,9 @@ pub(crate) async fn serve(
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                let (metrics, db) = (metrics.clone(), db.clone());
+                let (metrics, stats, db) = (metrics.clone(), stats.clone(), db.clone());
                 tokio::spawn(async move {
-                    let _ = respond(stream, &metrics, &db).await;
+                    let _ = respond(stream, &metrics, stats.as_deref(), &db).await;
                 });
             }
             _ = shutdown.changed() => return,
@@ -37,6 +40,7 @@ pub(crate) async fn serve(
 async fn respond(
     mut stream: TcpStream,
     metrics: &PrometheusHandle,
+    stats: Option<&Stats>,
     db: &Db,
 ) -> std::io::Result<()> {
     let mut buf = vec![0u8; 4096];
@@ -63,7 +67,13 @@ async fn respond(
     let mut parts = head.lines().next().unwrap_or("").split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let (status, content_type, body) = match (method, path) {
-        ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
+        ("GET", "/metrics") => {
+            let mut text = metrics.render();
+            if let Some(stats) = stats {
+                text.push_str(&super::exposition::render(&stats.snapshot()));
+            }
+            ("200 OK", "text/plain; version=0.0.4", text)
+        }
         ("GET", "/healthz") => {
             if database_ok(db).await {
                 ("200 OK", "text/plain", "ok\n".to_string())

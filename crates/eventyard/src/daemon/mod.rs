@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+mod exposition;
 mod http;
 mod purge;
 mod settings;
@@ -26,6 +27,7 @@ use std::time::Duration;
 use eventyard_converter::Registry;
 use eventyard_core::config::{ConfigStore, ConfigWatcher, WatchOptions};
 use eventyard_core::db::{redact_url, Db};
+use eventyard_receiver::{HandlerRegistry, Receiver, ReceiverHandle, ReceiverOptions};
 use eventyard_sender::{BatchScheduler, Outbox, Publisher, PublisherOptions};
 use eventyard_transport::{InProcessTransport, Transport};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -85,6 +87,7 @@ pub enum DaemonError {
 pub struct Daemon {
     settings: Settings,
     converters: Registry,
+    handlers: HandlerRegistry,
     transport: Option<Arc<dyn Transport>>,
 }
 
@@ -95,6 +98,7 @@ pub struct RunningDaemon {
     publisher: Publisher,
     transport: Arc<dyn Transport>,
     watcher: ConfigWatcher,
+    receiver: Option<ReceiverHandle>,
     http_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -119,8 +123,16 @@ impl Daemon {
         Daemon {
             settings,
             converters: Registry::with_builtins(),
+            handlers: HandlerRegistry::new(),
             transport: None,
         }
+    }
+
+    /// Uses these handlers (the built-in `log` and `sql` plus the
+    /// application's own) for the subscriber role.
+    pub fn handlers(mut self, handlers: HandlerRegistry) -> Self {
+        self.handlers = handlers;
+        self
     }
 
     /// Uses this converter registry (built-ins plus the application's own).
@@ -168,8 +180,10 @@ impl Daemon {
 
         let converters = Arc::new(self.converters);
         let store = Arc::new(ConfigStore::new(db.clone()));
-        record_components(&store, &instance_id, &converters).await?;
+        let handlers = Arc::new(self.handlers);
+        record_components(&store, &instance_id, &converters, &handlers).await?;
         let catalog = RuntimeCatalog::new(Arc::clone(&converters))
+            .with_handlers(handlers.ids().map(str::to_string))
             .with_recorded(&store)
             .await?;
         let watcher = ConfigWatcher::start(
@@ -197,6 +211,30 @@ impl Daemon {
             tasks.push(tokio::spawn(scheduler.run(shutdown_rx.clone())));
         }
 
+        let receiver = if s.roles.contains(&Role::Subscriber) {
+            let options = ReceiverOptions::new(system_id.clone())
+                .instance_id(instance_id.clone())
+                .handler_timeout(s.receiver.handler_timeout)
+                .backlog(usize::try_from(s.receiver.max_backlog).unwrap_or(usize::MAX))
+                .prefetch(s.receiver.prefetch);
+            let receiver = Receiver::new(
+                db.clone(),
+                Arc::clone(&transport),
+                watcher.subscribe(),
+                Arc::clone(&converters),
+                Arc::clone(&handlers),
+                options,
+            );
+            Some(
+                receiver
+                    .start()
+                    .await
+                    .map_err(|e| DaemonError::Receiver(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+
         if !s.retention.keep.is_zero() {
             tasks.push(tokio::spawn(retention(
                 db.clone(),
@@ -212,9 +250,11 @@ impl Daemon {
                     .await
                     .map_err(|source| DaemonError::Http { addr, source })?;
                 let bound = listener.local_addr().ok();
+                let stats = receiver.as_ref().map(ReceiverHandle::stats);
                 tasks.push(tokio::spawn(http::serve(
                     listener,
                     handle,
+                    stats,
                     db.clone(),
                     shutdown_rx.clone(),
                 )));
@@ -228,6 +268,7 @@ impl Daemon {
             publisher,
             transport,
             watcher,
+            receiver,
             http_addr,
             shutdown,
             tasks,
@@ -259,7 +300,12 @@ async fn record_components(
     store: &ConfigStore,
     instance_id: &str,
     converters: &Registry,
+    handlers: &HandlerRegistry,
 ) -> Result<(), DaemonError> {
+    let handler_ids: Vec<String> = handlers.ids().map(str::to_string).collect();
+    store
+        .record_components(instance_id, "handler", &handler_ids)
+        .await?;
     let send: Vec<String> = converters.send_ids().map(str::to_string).collect();
     let receive: Vec<String> = converters.receive_ids().map(str::to_string).collect();
     store
@@ -302,6 +348,11 @@ impl RunningDaemon {
         &self.transport
     }
 
+    /// The running receiver (subscriber role), e.g. for its counters.
+    pub fn receiver(&self) -> Option<&ReceiverHandle> {
+        self.receiver.as_ref()
+    }
+
     /// The database.
     pub fn db(&self) -> &Db {
         &self.db
@@ -320,6 +371,11 @@ impl RunningDaemon {
     /// Stops everything gracefully: the scheduler finishes its current
     /// batch, background tasks end, connections close.
     pub async fn shutdown(self) {
+        // Stop consuming first and let in-flight handlers finish, so nothing
+        // is left acknowledged but unstored.
+        if let Some(receiver) = self.receiver {
+            receiver.shutdown().await;
+        }
         let _ = self.shutdown.send(true);
         for task in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
