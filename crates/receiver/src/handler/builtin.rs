@@ -35,7 +35,9 @@ impl Handler for LogHandler {
 /// handler transaction, with `:name` parameters bound to the converted
 /// fields (never interpolated).
 ///
-/// A parameter resolves to the field of that name; if there is none, to
+/// A parameter resolves to the field of that name, else to the one field
+/// whose path ends in `/name` (fields of the `xml` converter without rules
+/// are named by path, e.g. `order/customer/name`); if there is none, to
 /// one of `event_id`, `event_type`, `publisher`, `producer_id`,
 /// `business_key`, `trace_id`, `created_at` (RFC 3339) or `attempt`. A list
 /// or record field binds as its JSON text; an absent optional value binds
@@ -73,11 +75,19 @@ impl SqlHandler {
 
 /// The value a `:name` parameter binds: `Ok(None)` is NULL, `Err` is unknown.
 fn resolve(msg: &Message, name: &str) -> Result<Option<String>, ()> {
+    let text = |v: &eventyard_converter::FieldValue| match v.as_str() {
+        Some(s) => s.to_string(),
+        None => v.to_json().to_string(),
+    };
     if let Some(v) = msg.fields.get(name) {
-        return Ok(Some(match v.as_str() {
-            Some(s) => s.to_string(),
-            None => v.to_json().to_string(),
-        }));
+        return Ok(Some(text(v)));
+    }
+    // A path-named field (`order/customer/name`, from `xml` without rules)
+    // answers to its last step when that is unambiguous.
+    let suffix = format!("/{name}");
+    let mut by_suffix = msg.fields.iter().filter(|(n, _)| n.ends_with(&suffix));
+    if let (Some((_, v)), None) = (by_suffix.next(), by_suffix.next()) {
+        return Ok(Some(text(v)));
     }
     let h = &msg.header;
     Ok(match name {

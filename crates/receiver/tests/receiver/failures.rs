@@ -1,0 +1,344 @@
+//! Poison messages, duplicates, retries, dead letters and replays, and the
+//! handler transaction's rollback.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use eventyard_core::db::Backend;
+use eventyard_core::envelope::{self, Body, Envelope};
+use eventyard_core::Compression;
+use eventyard_receiver::{HandlerOutcome, HandlerRegistry, InboxStatus, ReplayRequest};
+use eventyard_transport::{InProcessTransport, OutgoingMessage, Transport};
+
+use crate::support::*;
+
+async fn poison_then_good(backend: Backend) {
+    let exchange = unique("ex");
+    let env = Env::new(
+        backend,
+        Arc::new(InProcessTransport::new()),
+        &exchange,
+        vec![receive_row("ACCT.OPENED", &exchange, "realtime", "record")],
+    )
+    .await;
+    let recorder = Recorder::new();
+    let mut handlers = HandlerRegistry::new();
+    handlers.register("record", recorder.clone());
+    let running = env.start(handlers, env.options()).await;
+
+    // Corrupt gzip, with a message id.
+    let mut gzip = vec![0x1f, 0x8b, 0x08, 0x00];
+    gzip.extend_from_slice(b"definitely not deflate data");
+    env.transport
+        .publish(OutgoingMessage::new(
+            &exchange,
+            "ACCT.OPENED",
+            "bad-gzip-1",
+            "ACCT.OPENED",
+            gzip,
+        ))
+        .await
+        .unwrap();
+    // Malformed XML, without a message id: keyed by the SHA-256 of its bytes.
+    let xml = b"<envelope version=\"1\"><header><event_id>oops".to_vec();
+    env.transport
+        .publish(OutgoingMessage::new(
+            &exchange,
+            "ACCT.OPENED",
+            "",
+            "ACCT.OPENED",
+            xml,
+        ))
+        .await
+        .unwrap();
+    // An envelope of a type this subscriber does not receive.
+    let stranger =
+        envelope::pack(&Envelope::new("OTHER.TYPE", "CORE", Body::Text("x".into()))).unwrap();
+    env.transport
+        .publish(OutgoingMessage::new(
+            &exchange,
+            "ACCT.OPENED",
+            "stranger",
+            "OTHER.TYPE",
+            stranger,
+        ))
+        .await
+        .unwrap();
+    let good = env.publish("ACCT.OPENED", "1001").await;
+
+    env.wait_status("ACCT.OPENED", InboxStatus::Done, 1, 10)
+        .await;
+    env.wait_status("ACCT.OPENED", InboxStatus::Dead, 1, 10)
+        .await;
+    let bad = env
+        .inbox()
+        .get(Some(SUBSCRIBER), "bad-gzip-1")
+        .await
+        .unwrap()
+        .expect("gzip row");
+    assert_eq!(bad.status, "dead");
+    assert!(
+        bad.result
+            .as_deref()
+            .unwrap()
+            .contains("unreadable envelope"),
+        "{:?}",
+        bad.result
+    );
+    assert!(bad.payload.starts_with(&[0x1f, 0x8b]));
+    let dead = env
+        .inbox()
+        .list(&eventyard_receiver::InboxFilter {
+            status: Some(InboxStatus::Dead),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 3, "{dead:?}");
+    let sha = dead
+        .iter()
+        .find(|r| r.event_id.starts_with("sha256:"))
+        .expect("a sha256-keyed row");
+    assert_eq!(sha.event_id.len(), "sha256:".len() + 64);
+    assert!(sha
+        .result
+        .as_deref()
+        .unwrap()
+        .contains("unreadable envelope"));
+    let other = dead
+        .iter()
+        .find(|r| r.event_type == "OTHER.TYPE")
+        .expect("the stranger");
+    assert!(other
+        .result
+        .as_deref()
+        .unwrap()
+        .contains("unknown event type `OTHER.TYPE`"));
+
+    let seen = recorder.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].event_id, good);
+    assert_eq!(running.stats().get("ACCT.OPENED").unreadable, 2);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_are_dead_and_the_queue_goes_on_postgres() {
+    poison_then_good(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_are_dead_and_the_queue_goes_on_sqlite() {
+    poison_then_good(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_envelope_twice_is_processed_once() {
+    let exchange = unique("ex");
+    let env = Env::new(
+        Backend::Postgres,
+        Arc::new(InProcessTransport::new()),
+        &exchange,
+        vec![receive_row("ACCT.OPENED", &exchange, "realtime", "record")],
+    )
+    .await;
+    let recorder = Recorder::new();
+    let mut handlers = HandlerRegistry::new();
+    handlers.register("record", recorder.clone());
+    let running = env.start(handlers, env.options()).await;
+
+    let env_ = Envelope::builder("ACCT.OPENED", "CORE")
+        .compression(Compression::Gzip)
+        .build(Body::Xml(
+            "<ACCT.OPENED><account>7</account><name>n</name></ACCT.OPENED>".into(),
+        ));
+    let id = env_.header.event_id.to_string();
+    let bytes = envelope::pack(&env_).unwrap();
+    let msg = OutgoingMessage::new(&exchange, "ACCT.OPENED", &id, "ACCT.OPENED", bytes);
+    env.transport.publish(msg.clone()).await.unwrap();
+    env.wait_status("ACCT.OPENED", InboxStatus::Done, 1, 10)
+        .await;
+    // Again later (a redelivery after a lost ack), and twice in one micro-batch.
+    env.transport.publish(msg.clone()).await.unwrap();
+    env.transport
+        .publish_many(vec![msg.clone(), msg])
+        .await
+        .into_iter()
+        .for_each(|r| r.unwrap());
+    eventually(10, || async {
+        running.stats().get("ACCT.OPENED").duplicates >= 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(recorder.calls_per_event().get(&id), Some(&1));
+    assert_eq!(env.rows("ACCT.OPENED").await.len(), 1);
+    assert_eq!(env.effects().await, [id]);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_backoff_dead_replay_done() {
+    let exchange = unique("ex");
+    let mut row = receive_row("ACCT.OPENED", &exchange, "realtime", "flaky");
+    row.max_attempts = 3;
+    row.backoff_ms = 100;
+    let env = Env::new(
+        Backend::Postgres,
+        Arc::new(InProcessTransport::new()),
+        &exchange,
+        vec![row],
+    )
+    .await;
+    let healthy = Arc::new(AtomicBool::new(false));
+    let h = Arc::clone(&healthy);
+    let recorder = Recorder::with(Duration::ZERO, move |m| {
+        if h.load(Ordering::SeqCst) {
+            HandlerOutcome::done("fine now")
+        } else {
+            HandlerOutcome::retry(format!("downstream unavailable (attempt {})", m.attempt))
+        }
+    });
+    let mut handlers = HandlerRegistry::new();
+    handlers.register("flaky", recorder.clone());
+    let running = env.start(handlers, env.options()).await;
+    let started = std::time::Instant::now();
+    let id = env.publish("ACCT.OPENED", "1").await;
+
+    env.wait_status("ACCT.OPENED", InboxStatus::Dead, 1, 10)
+        .await;
+    // Attempts 1, 2, 3 with 100 ms then 200 ms between them.
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    let row = env
+        .inbox()
+        .get(Some(SUBSCRIBER), &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.attempts, 3);
+    assert_eq!(
+        row.result.as_deref(),
+        Some("downstream unavailable (attempt 3)")
+    );
+    assert!(row.next_attempt_at.is_none() && row.processed_at.is_some());
+    let attempts: Vec<u32> = recorder.seen().iter().map(|m| m.attempt).collect();
+    assert_eq!(attempts, [1, 2, 3]);
+    // The failed attempts' writes were rolled back.
+    assert!(env.effects().await.is_empty());
+    let stats = running.stats().get("ACCT.OPENED");
+    assert_eq!((stats.retried, stats.dead), (2, 1));
+
+    healthy.store(true, Ordering::SeqCst);
+    let replayed = env
+        .inbox()
+        .replay(&ReplayRequest {
+            event_type: Some("ACCT.OPENED".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(replayed, 1);
+    env.wait_status("ACCT.OPENED", InboxStatus::Done, 1, 10)
+        .await;
+    let row = env
+        .inbox()
+        .get(Some(SUBSCRIBER), &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.attempts, 1);
+    assert_eq!(row.result.as_deref(), Some("fine now"));
+    assert_eq!(env.effects().await, [id]);
+    assert!(env.inbox().replay(&ReplayRequest::default()).await.is_err());
+    running.shutdown().await;
+}
+
+async fn rollback_unless_done(backend: Backend) {
+    let exchange = unique("ex");
+    let mut row = receive_row("ACCT.OPENED", &exchange, "realtime", "writer");
+    row.max_attempts = 2;
+    row.backoff_ms = 10;
+    let env = Env::new(
+        backend,
+        Arc::new(InProcessTransport::new()),
+        &exchange,
+        vec![row],
+    )
+    .await;
+    sqlx_exec(
+        &env.db,
+        "UPDATE ey_receive_config SET handler_timeout_ms = 300 WHERE event_type = 'ACCT.OPENED'",
+    )
+    .await;
+    let recorder = Recorder::with(Duration::ZERO, |m| {
+        match m.fields.get_str("account").unwrap_or("") {
+            "ok" => HandlerOutcome::done("ok"),
+            "retry" => HandlerOutcome::retry_after(Duration::from_millis(10), "not yet"),
+            "fail" => HandlerOutcome::fail("bad account"),
+            "panic" => panic!("handler bug"),
+            _ => {
+                std::thread::sleep(Duration::from_millis(1));
+                HandlerOutcome::done("unexpected")
+            }
+        }
+    });
+    let slow = Recorder::with(Duration::from_secs(3), |_| HandlerOutcome::done("too late"));
+    let rec = recorder.clone();
+    let mut handlers = HandlerRegistry::new();
+    handlers.register_fn_tx("writer", move |msg, ctx| {
+        let rec = rec.clone();
+        let slow = slow.clone();
+        Box::pin(async move {
+            use eventyard_receiver::Handler;
+            if msg.fields.get_str("account") == Some("slow") {
+                slow.handle(msg, ctx).await
+            } else {
+                rec.handle(msg, ctx).await
+            }
+        })
+    });
+    let running = env.start(handlers, env.options()).await;
+    let ok = env.publish("ACCT.OPENED", "ok").await;
+    let retry = env.publish("ACCT.OPENED", "retry").await;
+    let fail = env.publish("ACCT.OPENED", "fail").await;
+    let panic = env.publish("ACCT.OPENED", "panic").await;
+    let slow = env.publish("ACCT.OPENED", "slow").await;
+    env.wait_status("ACCT.OPENED", InboxStatus::Done, 1, 10)
+        .await;
+    env.wait_status("ACCT.OPENED", InboxStatus::Dead, 4, 15)
+        .await;
+    assert_eq!(env.effects().await, [ok]);
+    let result = |id: String| {
+        let inbox = env.inbox();
+        async move { inbox.get(Some(SUBSCRIBER), &id).await.unwrap().unwrap() }
+    };
+    let r = result(retry).await;
+    assert_eq!((r.attempts, r.result.as_deref()), (2, Some("not yet")));
+    let r = result(fail).await;
+    assert_eq!((r.attempts, r.result.as_deref()), (1, Some("bad account")));
+    let r = result(panic).await;
+    assert_eq!(r.attempts, 2);
+    assert!(
+        r.result
+            .as_deref()
+            .unwrap()
+            .contains("handler panicked: handler bug"),
+        "{r:?}"
+    );
+    let r = result(slow).await;
+    assert_eq!(r.attempts, 2);
+    assert!(r.result.as_deref().unwrap().contains("timed out"), "{r:?}");
+    let stats = running.stats().get("ACCT.OPENED");
+    assert_eq!((stats.panics, stats.timeouts), (2, 2));
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_writes_commit_only_with_done_postgres() {
+    rollback_unless_done(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_writes_commit_only_with_done_sqlite() {
+    rollback_unless_done(Backend::Sqlite).await;
+}

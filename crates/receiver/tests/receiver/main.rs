@@ -1,0 +1,10 @@
+//! Receiver tests on real databases: the in-process transport for most,
+//! the local RabbitMQ for the broker tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod amqp;
+mod failures;
+mod modes;
+mod pool;
+mod proxy;
+mod support;
