@@ -10,8 +10,8 @@ pub const LATENCY_BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
-/// What the receiver did for one event type since it started. Counters only
-/// grow; `in_flight` is a gauge.
+/// What the receiver did for one event type since it started (counters only
+/// grow, except `last_lag_seconds`).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct TypeStats {
     /// Deliveries stored as new inbox rows.
@@ -35,8 +35,6 @@ pub struct TypeStats {
     pub timeouts: u64,
     /// Batch runs that processed at least one event.
     pub batch_runs: u64,
-    /// Events stored or claimed and not yet finished by this instance.
-    pub in_flight: u64,
     /// Handler calls measured (one per event, also in batches).
     pub handler_calls: u64,
     /// Total handler time, seconds.

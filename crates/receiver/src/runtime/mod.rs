@@ -275,6 +275,16 @@ impl ReceiverHandle {
         Arc::clone(&self.shared.stats)
     }
 
+    /// Per served event type, the events this instance has stored or
+    /// claimed and not finished yet (a gauge for the backlog).
+    pub fn in_flight(&self) -> std::collections::BTreeMap<String, usize> {
+        self.shared
+            .runtimes()
+            .iter()
+            .map(|r| (r.event_type.clone(), r.pending()))
+            .collect()
+    }
+
     /// The inbox this receiver writes.
     pub fn inbox(&self) -> Inbox {
         self.shared.inbox.clone()
