@@ -78,15 +78,6 @@ pub(crate) fn render(stats: &BTreeMap<String, TypeStats>) -> String {
             );
         }
     }
-    let _ = writeln!(out, "# HELP eventyard_events_in_flight Events stored or claimed and not yet finished.\n# TYPE eventyard_events_in_flight gauge");
-    for (event_type, s) in stats {
-        let _ = writeln!(
-            out,
-            "eventyard_events_in_flight{{event_type=\"{}\"}} {}",
-            escape(event_type),
-            s.in_flight
-        );
-    }
     let _ = writeln!(out, "# HELP eventyard_queue_lag_seconds Seconds from an event's creation to its storage (last delivery).\n# TYPE eventyard_queue_lag_seconds gauge");
     for (event_type, s) in stats {
         let _ = writeln!(

@@ -81,7 +81,7 @@ impl Faults {
             return Some(fault);
         }
         match self.every_nth {
-            Some((n, fault)) if self.counter % n == 0 => Some(fault),
+            Some((n, fault)) if self.counter.is_multiple_of(n) => Some(fault),
             _ => None,
         }
     }
