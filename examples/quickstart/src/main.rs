@@ -101,7 +101,7 @@ fn handlers() -> HandlerRegistry {
             .unwrap_or(0);
         if amount < 0 {
             HandlerOutcome::fail(format!("order O-{order}: negative amount {amount}"))
-        } else if order % 4 == 0 && msg.attempt == 1 {
+        } else if order.is_multiple_of(4) && msg.attempt == 1 {
             HandlerOutcome::retry_after(
                 Duration::from_millis(300),
                 format!("order O-{order}: warehouse busy, try again"),

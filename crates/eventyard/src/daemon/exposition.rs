@@ -12,10 +12,13 @@ fn escape(label: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// A counter: metric name, help text, and how to read it from the stats.
+type Counter = (&'static str, &'static str, fn(&TypeStats) -> u64);
+
 /// Renders the receiver's counters in the Prometheus text format.
 pub(crate) fn render(stats: &BTreeMap<String, TypeStats>) -> String {
     let mut out = String::new();
-    let counters: [(&str, &str, fn(&TypeStats) -> u64); 10] = [
+    let counters: [Counter; 10] = [
         (
             "eventyard_events_received_total",
             "Deliveries stored as new inbox rows.",
