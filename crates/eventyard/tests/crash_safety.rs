@@ -1,0 +1,215 @@
+//! Kill the daemon (SIGKILL) in the middle of 10,000 events and start it
+//! again: every event ends `done` exactly once, and the handler — the built-in
+//! `sql` handler recording event ids in an application table inside the
+//! `done` transaction — saw each event exactly once.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use eventyard_core::config::{
+    ConfigStore, ConfigWatcher, RawReceiveRow, RawSendRow, StaticCatalog, WatchOptions,
+};
+use eventyard_core::db::{Backend, Db};
+use eventyard_core::with_pool;
+use eventyard_sender::{Outbox, Publisher, PublisherOptions};
+use eventyard_testkit::TestDb;
+use eventyard_transport::{AmqpOptions, AmqpTransport, Transport};
+
+const EVENTS: usize = 10_000;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn healthy(addr: SocketAddr) -> bool {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if write!(s, "GET /healthz HTTP/1.1\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.starts_with("HTTP/1.1 200")
+}
+
+fn start_daemon(settings: &Path, port: u16) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_eventyard"))
+        .env_remove("EVENTYARD_DATABASE_URL")
+        .env_remove("EVENTYARD_AMQP_URL")
+        .env("EVENTYARD_LOG", "error")
+        .args(["run", "--config"])
+        .arg(settings)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !healthy(addr) {
+        assert!(Instant::now() < deadline, "the daemon did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child
+}
+
+async fn scalar(db: &Db, sql: &str) -> i64 {
+    with_pool!(db, pool => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_stream_loses_nothing_and_processes_nothing_twice() {
+    let t = TestDb::migrated(Backend::Postgres).await;
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let (event_type, exchange) = (format!("CRASH.{suffix}"), format!("ex.{suffix}"));
+    let queue = format!("q.{suffix}");
+    with_pool!(&t.db, pool => {
+        // No unique key on purpose: a second processing would show as a duplicate row.
+        sqlx::query("CREATE TABLE handled (event_id TEXT NOT NULL)").execute(pool).await.unwrap();
+    });
+    let store = Arc::new(ConfigStore::new(t.db.clone()));
+    let mut send = RawSendRow::new(&event_type);
+    send.exchange = exchange.clone();
+    send.persist = false;
+    store.upsert_send(&send).await.unwrap();
+    let mut recv = RawReceiveRow::new(&event_type, "CRM");
+    recv.exchange = exchange.clone();
+    recv.queue = Some(queue.clone());
+    recv.handler_id = Some("sql".into());
+    recv.workers = 8;
+    store.upsert_receive(&recv).await.unwrap();
+    with_pool!(&t.db, pool => {
+        sqlx::query("UPDATE ey_receive_config SET handler_config = 'INSERT INTO handled (event_id) VALUES (:event_id)'")
+            .execute(pool).await.unwrap();
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("eventyard.toml");
+    let port = free_port();
+    std::fs::write(
+        &settings,
+        format!(
+            "database_url = \"{}\"\namqp_url = \"{}\"\nsystem_id = \"CRM\"\ninstance_id = \"crm-1\"\nroles = [\"subscriber\"]\n[http]\nlisten = \"127.0.0.1:{port}\"\n[config]\npoll_interval = \"200ms\"\n",
+            t.url,
+            eventyard_testkit::amqp_url()
+        ),
+    )
+    .unwrap();
+    let mut daemon = start_daemon(&settings, port);
+
+    // Publish 10,000 events from 32 tasks while the daemon consumes.
+    let transport: Arc<dyn Transport> = Arc::new(
+        AmqpTransport::connect(&eventyard_testkit::amqp_url(), AmqpOptions::default())
+            .await
+            .unwrap(),
+    );
+    let watcher = ConfigWatcher::start(
+        Arc::clone(&store),
+        Arc::new(
+            StaticCatalog::new()
+                .send_converters(["xml"])
+                .receive_converters(["xml"])
+                .handlers(["sql"]),
+        ),
+        WatchOptions::default(),
+    )
+    .await
+    .unwrap();
+    let publisher = Publisher::new(
+        Outbox::new(t.db.clone()),
+        watcher.subscribe(),
+        Arc::new(eventyard_converter::Registry::with_builtins()),
+        Arc::clone(&transport),
+        PublisherOptions::new("CORE"),
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..32 {
+        let (p, et) = (publisher.clone(), event_type.clone());
+        tasks.spawn(async move {
+            for i in (w..EVENTS).step_by(32) {
+                p.publish(&et, &serde_json::json!({ "n": i }))
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+
+    // Kill the daemon once it is well into the stream.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let done = scalar(&t.db, "SELECT COUNT(*) FROM handled").await;
+        if done >= 1500 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon made no progress ({done})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    let at_kill = scalar(&t.db, "SELECT COUNT(*) FROM handled").await;
+    assert!(
+        at_kill < EVENTS as i64,
+        "killed mid-stream ({at_kill} handled)"
+    );
+
+    // Start it again: it finishes the rest.
+    let mut daemon = start_daemon(&settings, port);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let done = scalar(&t.db, "SELECT COUNT(*) FROM ey_inbox WHERE status = 'done'").await;
+        if done >= EVENTS as i64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {done} of {EVENTS} done after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status();
+    let _ = daemon.wait();
+
+    assert_eq!(
+        scalar(&t.db, "SELECT COUNT(*) FROM ey_inbox").await,
+        EVENTS as i64,
+        "every event stored once"
+    );
+    assert_eq!(
+        scalar(&t.db, "SELECT COUNT(*) FROM ey_inbox WHERE status = 'done'").await,
+        EVENTS as i64
+    );
+    assert_eq!(
+        scalar(&t.db, "SELECT COUNT(*) FROM handled").await,
+        EVENTS as i64,
+        "no event handled twice"
+    );
+    assert_eq!(
+        scalar(&t.db, "SELECT COUNT(DISTINCT event_id) FROM handled").await,
+        EVENTS as i64,
+        "none lost"
+    );
+    if let Ok(amqp) =
+        AmqpTransport::connect(&eventyard_testkit::amqp_url(), AmqpOptions::default()).await
+    {
+        let _ = amqp.delete_queue(&queue).await;
+        let _ = amqp.delete_exchange(&exchange).await;
+    }
+}
