@@ -4,16 +4,14 @@
 #![cfg(feature = "amqp")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
+use eventyard_testkit::proxy::Proxy;
 use eventyard_transport::{
     AmqpOptions, AmqpTransport, Consumer, Delivery, OutgoingMessage, Subscription, Transport,
     TransportError,
 };
-use support::proxy::Proxy;
 
 const BROKER: &str = "127.0.0.1:5672";
 
