@@ -7,7 +7,7 @@ use eventyard_core::db::Backend;
 use eventyard_receiver::{HandlerOutcome, HandlerRegistry, InboxStatus};
 use eventyard_transport::{AmqpOptions, AmqpTransport, Transport};
 
-use crate::proxy::Proxy;
+use eventyard_testkit::proxy::Proxy;
 use crate::support::*;
 
 const BROKER: &str = "127.0.0.1:5672";

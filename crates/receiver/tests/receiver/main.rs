@@ -6,5 +6,4 @@ mod amqp;
 mod failures;
 mod modes;
 mod pool;
-mod proxy;
 mod support;
