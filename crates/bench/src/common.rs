@@ -245,6 +245,18 @@ impl Broker {
         Ok(channel)
     }
 
+    /// A new channel without confirms (for consumers).
+    pub(crate) async fn channel(&self) -> Result<Channel> {
+        Ok(self.connection.create_channel().await?)
+    }
+
+    /// Takes broker objects declared by someone else (eventyard's transport)
+    /// into this run's cleanup.
+    pub(crate) fn adopt(&mut self, exchanges: &[String], queues: &[String]) {
+        self.exchanges.extend(exchanges.iter().cloned());
+        self.queues.extend(queues.iter().cloned());
+    }
+
     /// Declares a durable topic exchange (as eventyard does) and a durable
     /// classic queue bound to it with `#`; both are removed by [`cleanup`](Self::cleanup).
     pub(crate) async fn exchange_and_queue(&mut self, exchange: &str, queue: &str) -> Result<()> {

@@ -257,7 +257,7 @@ async fn phases(
 }
 
 /// The URL without its password.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => match url[s + 3..at].split_once(':') {
             Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
@@ -268,7 +268,7 @@ fn redact(url: &str) -> String {
 }
 
 /// A JSON value the `xml` converter renders to about `bytes` bytes for `event_type`.
-fn body_value(event_type: &str, bytes: usize) -> Result<(Value, usize)> {
+pub(crate) fn body_value(event_type: &str, bytes: usize) -> Result<(Value, usize)> {
     let registry = Registry::with_builtins();
     let converter = registry
         .send("xml")
