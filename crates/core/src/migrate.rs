@@ -42,6 +42,7 @@ const MIGRATIONS: &[Embedded] = &[
     embedded!(1, "0001_init"),
     embedded!(2, "0002_outbox_claims_send_rules"),
     embedded!(3, "0003_inbox_claims_handler_config"),
+    embedded!(4, "0004_sequenced_streams"),
 ];
 
 /// The embedded migrations of one backend, as a sqlx [`MigrationSource`].

@@ -37,6 +37,7 @@ mod error;
 pub mod handler;
 mod inbox;
 mod runtime;
+pub mod sequenced;
 mod stats;
 
 pub use error::{ReceiveError, Result};

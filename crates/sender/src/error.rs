@@ -79,6 +79,24 @@ pub enum SendError {
     /// A coalesced outbox write failed (the message is the database error).
     #[error("outbox write failed: {0}")]
     OutboxWrite(std::sync::Arc<str>),
+    /// Numbering a sequenced event failed.
+    #[error("event type `{event_type}`, producer `{producer_id}`, stream `{stream}`: {reason}")]
+    Sequence {
+        /// The event type (empty for an epoch reset).
+        event_type: String,
+        /// The producer id.
+        producer_id: String,
+        /// The stream.
+        stream: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A sequenced-only operation was asked of a type that is not sequenced.
+    #[error("event type `{event_type}` is not sequenced (ey_send_config.sequenced = false)")]
+    NotSequenced {
+        /// The event type.
+        event_type: String,
+    },
     /// The database failed.
     #[error("outbox database error: {0}")]
     Database(#[from] sqlx::Error),

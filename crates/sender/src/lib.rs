@@ -37,6 +37,7 @@ mod error;
 mod outbox;
 mod publisher;
 mod scheduler;
+mod sequence;
 
 pub use error::{Result, SendError};
 pub use outbox::{
@@ -44,3 +45,4 @@ pub use outbox::{
 };
 pub use publisher::{EventMeta, Outcome, Published, Publisher, PublisherOptions, Staged};
 pub use scheduler::{BatchPlan, BatchReport, BatchScheduler, Clock, SystemClock};
+pub use sequence::SeqStamp;

@@ -83,6 +83,9 @@ pub struct EventMeta {
     pub business_key: Option<String>,
     /// The producer id (defaults to the system id).
     pub producer_id: Option<String>,
+    /// The stream of a `sequenced` event type (defaults to the event type);
+    /// events are numbered per (producer id, stream).
+    pub stream: Option<String>,
     /// Free key/values for the common section.
     pub entries: Vec<(String, String)>,
 }
@@ -200,6 +203,14 @@ impl Publisher {
         &self.inner.outbox
     }
 
+    pub(crate) fn system_id(&self) -> &str {
+        &self.inner.options.system_id
+    }
+
+    pub(crate) fn codec(&self) -> &Codec {
+        &self.inner.options.codec
+    }
+
     /// Publishes `value` as an event of `event_type`.
     ///
     /// The config row picks converter, compression, persistence and mode;
@@ -244,10 +255,17 @@ impl Publisher {
         body: Body,
         meta: EventMeta,
     ) -> Result<Published> {
-        let (event_id, payload) = self.pack_body(&cfg, body, meta)?;
-        let message = self.message(&cfg, &event_id, payload.clone());
         let event_type = cfg.event_type.clone();
-        let result = self.deliver(cfg, event_id, payload, message).await;
+        let result = if cfg.sequenced {
+            // Numbered in its own transaction (crate::sequence), not coalesced.
+            self.publish_sequenced(cfg, body, meta, None)
+                .await
+                .map(|(p, _)| p)
+        } else {
+            let (event_id, payload) = self.pack_body(&cfg, body, meta)?;
+            let message = self.message(&cfg, &event_id, payload.clone());
+            self.deliver(cfg, event_id, payload, message).await
+        };
         let outcome = match &result {
             Ok(p) => match p.outcome {
                 Outcome::Sent => "sent",
@@ -317,6 +335,14 @@ impl Publisher {
         T: Serialize + ?Sized,
     {
         let cfg = self.send_config(event_type)?;
+        if cfg.sequenced {
+            return Err(SendError::Sequence {
+                event_type: event_type.to_string(),
+                producer_id: meta.producer_id.unwrap_or_default(),
+                stream: meta.stream.unwrap_or_default(),
+                reason: "a sequenced event type cannot be staged yet; use publish_with".into(),
+            });
+        }
         let (event_id, payload) = self.pack(&cfg, value, meta)?;
         conn.insert_outbox_row(&self.row(&cfg, &event_id, payload, false))
             .await?;
@@ -357,7 +383,7 @@ impl Publisher {
     }
 
     /// Publishes a message whose outbox row this instance has claimed.
-    async fn send_persisted(
+    pub(crate) async fn send_persisted(
         &self,
         cfg: &SendConfig,
         event_id: String,
@@ -480,7 +506,11 @@ impl Publisher {
         self.pack_body(cfg, body, meta)
     }
 
-    fn render<T: Serialize + ?Sized>(&self, cfg: &SendConfig, value: &T) -> Result<Body> {
+    pub(crate) fn render<T: Serialize + ?Sized>(
+        &self,
+        cfg: &SendConfig,
+        value: &T,
+    ) -> Result<Body> {
         let event_type = cfg.event_type.as_str();
         let converter = self.converter_for(cfg)?;
         let json = serde_json::to_value(value).map_err(|source| SendError::Serialize {
@@ -569,7 +599,7 @@ impl Publisher {
         Ok(converter)
     }
 
-    fn row(
+    pub(crate) fn row(
         &self,
         cfg: &SendConfig,
         event_id: &str,

@@ -265,6 +265,24 @@ impl<M> Tracker<M> {
         }
     }
 
+    /// A tracker resuming a key whose state was stored: `epoch`, `last`
+    /// (`None` = unknown, waiting for a snapshot), synced (or, with `last`
+    /// unknown, with a snapshot request in flight, as after an epoch change),
+    /// nothing buffered, `hwm` = `last`, zero counters. The receiver builds
+    /// these from `ey_stream_state` after a restart, then feeds the stored
+    /// unapplied messages as live ones.
+    pub fn resume(params: Params, epoch: u64, last: Option<u64>) -> Self {
+        let mut tracker = Tracker::new(params);
+        tracker.epoch = epoch;
+        tracker.last = last;
+        tracker.hwm = last.unwrap_or(0);
+        if last.is_none() {
+            tracker.mode = Mode::Snapshot;
+            tracker.in_flight = Some(Request::Snapshot);
+        }
+        tracker
+    }
+
     /// The parameters this tracker runs with.
     pub fn params(&self) -> &Params {
         &self.params

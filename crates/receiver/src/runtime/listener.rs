@@ -245,7 +245,13 @@ async fn store_and_ack(
                     s.received += 1;
                     s.last_lag_seconds = lag;
                 });
-                if dec.row.claim.is_some() {
+                if dec.row.claim.is_some() && target.settings().cfg.sequenced {
+                    msg.inbox_id = id;
+                    let _ = target.seq.send(crate::sequenced::Live {
+                        id,
+                        msg: Box::new(msg),
+                    });
+                } else if dec.row.claim.is_some() {
                     msg.inbox_id = id;
                     target.dispatch(Job {
                         id,

@@ -13,10 +13,10 @@
 //! ```
 
 mod batch;
-mod decode;
+pub(crate) mod decode;
 mod listener;
 mod options;
-mod pool;
+pub(crate) mod pool;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -60,6 +60,8 @@ pub(crate) struct TypeRuntime {
     /// Events stored or claimed by this instance and not finished yet.
     pub(crate) pending: AtomicUsize,
     jobs: mpsc::UnboundedSender<Job>,
+    /// Stored events of a sequenced row go to its trackers, not the pool.
+    pub(crate) seq: crate::sequenced::Feed,
     stop: watch::Sender<bool>,
     listener: Mutex<Option<ListenerTask>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -542,6 +544,7 @@ fn start_type(
     settings: Arc<TypeSettings>,
 ) -> Arc<TypeRuntime> {
     let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
+    let (seq_tx, seq_rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = watch::channel(false);
     let rt = Arc::new(TypeRuntime {
         event_type,
@@ -550,6 +553,7 @@ fn start_type(
         progress: Notify::new(),
         pending: AtomicUsize::new(0),
         jobs: jobs_tx,
+        seq: seq_tx,
         stop: stop_tx,
         listener: Mutex::new(None),
         tasks: Mutex::new(Vec::new()),
@@ -565,10 +569,16 @@ fn start_type(
         Arc::clone(&rt),
         stop_rx,
     ));
+    let sequencer = tokio::spawn(crate::sequenced::run(
+        Arc::clone(shared),
+        Arc::clone(&rt),
+        seq_rx,
+        rt.stop.subscribe(),
+    ));
     rt.tasks
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .extend([dispatcher, batch]);
+        .extend([dispatcher, batch, sequencer]);
     rt
 }
 

@@ -20,6 +20,7 @@ pub struct ReceiverOptions {
     pub(crate) shutdown_grace: Duration,
     pub(crate) max_backoff: Duration,
     pub(crate) codec: Codec,
+    pub(crate) sequencing: crate::sequenced::SeqOptions,
 }
 
 impl ReceiverOptions {
@@ -47,6 +48,7 @@ impl ReceiverOptions {
             shutdown_grace: Duration::from_secs(30),
             max_backoff: Duration::from_secs(3600),
             codec: Codec::new(Limits::default()),
+            sequencing: crate::sequenced::SeqOptions::default(),
         }
     }
 
@@ -56,6 +58,13 @@ impl ReceiverOptions {
     /// waiting for their leases to expire.
     pub fn instance_id(mut self, id: impl Into<String>) -> Self {
         self.instance_id = id.into();
+        self
+    }
+
+    /// Settings of sequenced receive rows: tracker parameters, the resync
+    /// source, snapshot handlers ([`SeqOptions`](crate::sequenced::SeqOptions)).
+    pub fn sequencing(mut self, seq: crate::sequenced::SeqOptions) -> Self {
+        self.sequencing = seq;
         self
     }
 

@@ -375,7 +375,8 @@ pub(crate) async fn retry_poller(shared: Arc<Shared>, mut shutdown: watch::Recei
                 return;
             }
             let settings = rt.settings();
-            if settings.cfg.process_mode != ProcessMode::Realtime {
+            if settings.cfg.process_mode != ProcessMode::Realtime || settings.cfg.sequenced {
+                // Sequenced rows are applied by their trackers, in order.
                 continue;
             }
             let room = shared.opts.backlog.saturating_sub(rt.pending());

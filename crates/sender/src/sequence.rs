@@ -1,0 +1,329 @@
+//! Sequenced event types: per `(producer, stream)` numbering.
+//!
+//! For an event type whose `ey_send_config.sequenced` is true, every event
+//! gets the next seq of its key, strictly +1 from 1 within an epoch, inside
+//! the transaction that writes its outbox row. The counter lives in
+//! `ey_stream_counter` (schema 0004); numbering updates its row first, so the
+//! row lock (SQLite: the write lock) orders concurrent publishers of one key:
+//! a later seq can never commit before an earlier one. The epoch starts at
+//! one more than the highest epoch the outbox already holds for the key (so a
+//! lost counter table starts a new epoch by itself), and
+//! [`Publisher::reset_epoch`] raises it on demand.
+//!
+//! [`Publisher::publish_with_snapshot`] also writes the producer's full state
+//! into `ey_snapshot`, valid as of the event's `(epoch, seq)`, in the same
+//! transaction.
+
+use chrono::Utc;
+use eventyard_core::config::{SendConfig, SendMode};
+use eventyard_core::db::Backend;
+use eventyard_core::envelope::{Body, Envelope};
+use eventyard_core::with_pool;
+use serde::Serialize;
+
+use crate::error::{Result, SendError};
+use crate::outbox::{NewOutboxRow, OutboxConn};
+use crate::publisher::{EventMeta, Outcome, Published, Publisher};
+
+/// The epoch and seq an event was numbered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqStamp {
+    /// The producer's epoch.
+    pub epoch: u64,
+    /// The seq within the epoch (from 1).
+    pub seq: u64,
+}
+
+fn ensure_counter_sql(backend: Backend) -> &'static str {
+    match backend {
+        Backend::MySql => {
+            "INSERT IGNORE INTO ey_stream_counter (producer_id, stream, epoch, next_seq) \
+             VALUES (?, ?, ?, 1)"
+        }
+        _ => {
+            "INSERT INTO ey_stream_counter (producer_id, stream, epoch, next_seq) \
+             VALUES ($1, $2, $3, 1) ON CONFLICT (producer_id, stream) DO NOTHING"
+        }
+    }
+}
+
+/// The first epoch of a key without a counter row: one more than the
+/// highest the outbox holds (a plain read: no locks on the outbox).
+const FIRST_EPOCH_SQL: &str = "SELECT COALESCE(MAX(epoch), 0) + 1 FROM ey_outbox \
+     WHERE producer_id = $1 AND stream = $2";
+
+/// A deadlock or serialization failure: the transaction may be retried.
+fn retryable(e: &SendError) -> bool {
+    match e {
+        SendError::Database(sqlx::Error::Database(d)) => {
+            matches!(d.code().as_deref(), Some("40001" | "40P01"))
+        }
+        _ => false,
+    }
+}
+
+fn snapshot_upsert_sql(backend: Backend) -> &'static str {
+    match backend {
+        Backend::MySql => {
+            "INSERT INTO ey_snapshot (producer_id, stream, epoch, seq, state, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE epoch = VALUES(epoch), \
+             seq = VALUES(seq), state = VALUES(state), created_at = VALUES(created_at)"
+        }
+        _ => {
+            "INSERT INTO ey_snapshot (producer_id, stream, epoch, seq, state, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (producer_id, stream) DO UPDATE SET \
+             epoch = excluded.epoch, seq = excluded.seq, state = excluded.state, \
+             created_at = excluded.created_at"
+        }
+    }
+}
+
+fn to_u64(v: i64, what: &str, cfg: &SendConfig, producer: &str, stream: &str) -> Result<u64> {
+    u64::try_from(v).map_err(|_| SendError::Sequence {
+        event_type: cfg.event_type.clone(),
+        producer_id: producer.to_string(),
+        stream: stream.to_string(),
+        reason: format!("ey_stream_counter holds a negative {what} ({v})"),
+    })
+}
+
+impl Publisher {
+    /// Publishes an event of a `sequenced` type together with the
+    /// producer's full state as of this event: the `ey_snapshot` row of the
+    /// key (`meta.producer_id`, `meta.stream`) is replaced, in the same
+    /// transaction as the event's outbox row, by `state` valid as of the
+    /// event's `(epoch, seq)`. A consumer that lost messages can then load
+    /// this state instead of fetching every missing event.
+    ///
+    /// Fails with [`SendError::NotSequenced`] for a type that is not
+    /// sequenced (nothing is written).
+    pub async fn publish_with_snapshot<T: Serialize + ?Sized>(
+        &self,
+        event_type: &str,
+        value: &T,
+        meta: EventMeta,
+        state: Vec<u8>,
+    ) -> Result<Published> {
+        let cfg = self.send_config(event_type)?;
+        if !cfg.sequenced {
+            return Err(SendError::NotSequenced {
+                event_type: event_type.to_string(),
+            });
+        }
+        let body = self.render(&cfg, value)?;
+        self.publish_sequenced(cfg, body, meta, Some(state))
+            .await
+            .map(|(p, _)| p)
+    }
+
+    /// Starts a new epoch for `(producer_id, stream)`: the next event is
+    /// numbered `(epoch + 1, 1)`, where `epoch` is the highest the counter or
+    /// the outbox knows for the key. Call it when the producer lost its
+    /// numbering (restored from a backup, state reset). Consumers see the
+    /// epoch change and load a snapshot. Returns the new epoch.
+    pub async fn reset_epoch(&self, producer_id: &str, stream: &str) -> Result<u64> {
+        let db = self.outbox().db().clone();
+        let backend = db.backend();
+        let epoch: i64 = with_pool!(&db, pool => {
+            let mut tx = if backend == Backend::Sqlite {
+                pool.begin_with("BEGIN IMMEDIATE").await?
+            } else {
+                pool.begin().await?
+            };
+            let first = db.sql(FIRST_EPOCH_SQL).into_owned();
+            let first: i64 = sqlx::query_scalar(&first).bind(producer_id).bind(stream)
+                .fetch_one(&mut *tx).await?;
+            let ensure = db.sql(ensure_counter_sql(backend)).into_owned();
+            sqlx::query(&ensure).bind(producer_id).bind(stream).bind(first)
+                .execute(&mut *tx).await?;
+            let bump = db.sql(
+                "UPDATE ey_stream_counter SET epoch = epoch + 1, next_seq = 1 \
+                 WHERE producer_id = $1 AND stream = $2",
+            ).into_owned();
+            sqlx::query(&bump).bind(producer_id).bind(stream).execute(&mut *tx).await?;
+            let read = db.sql(
+                "SELECT epoch FROM ey_stream_counter WHERE producer_id = $1 AND stream = $2",
+            ).into_owned();
+            let epoch: i64 = sqlx::query_scalar(&read).bind(producer_id).bind(stream)
+                .fetch_one(&mut *tx).await?;
+            tx.commit().await?;
+            epoch
+        });
+        tracing::info!(
+            producer_id,
+            stream,
+            epoch,
+            "sequenced stream: new producer epoch"
+        );
+        u64::try_from(epoch).map_err(|_| SendError::Sequence {
+            event_type: String::new(),
+            producer_id: producer_id.to_string(),
+            stream: stream.to_string(),
+            reason: format!("ey_stream_counter holds a negative epoch ({epoch})"),
+        })
+    }
+
+    /// Numbers, stores and (as the mode says) publishes one event of a
+    /// sequenced type. Used by `publish*` for sequenced types; the coalesced
+    /// insert path is bypassed, since numbering needs its own transaction.
+    pub(crate) async fn publish_sequenced(
+        &self,
+        cfg: SendConfig,
+        body: Body,
+        meta: EventMeta,
+        snapshot: Option<Vec<u8>>,
+    ) -> Result<(Published, SeqStamp)> {
+        let system_id = self.system_id().to_string();
+        let producer = meta
+            .producer_id
+            .clone()
+            .unwrap_or_else(|| system_id.clone());
+        let stream = meta
+            .stream
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| cfg.event_type.clone());
+        let claimed = cfg.send_mode != SendMode::Batch;
+        let mut tries = 0;
+        let (event_id, payload, stamp) = loop {
+            tries += 1;
+            match self
+                .number_and_store(
+                    &cfg,
+                    body.clone(),
+                    meta.clone(),
+                    &producer,
+                    &stream,
+                    snapshot.as_deref(),
+                    claimed,
+                )
+                .await
+            {
+                Err(e) if tries < 5 && retryable(&e) => {
+                    tracing::debug!(event_type = %cfg.event_type, producer_id = %producer, stream = %stream,
+                        error = %e, "sequenced numbering: retrying after a deadlock");
+                    continue;
+                }
+                other => break other?,
+            }
+        };
+        let published = if cfg.send_mode == SendMode::Batch {
+            Published {
+                event_id,
+                outcome: Outcome::Queued,
+            }
+        } else {
+            let message = self.message(&cfg, &event_id, payload);
+            self.send_persisted(&cfg, event_id, message).await?
+        };
+        Ok((published, stamp))
+    }
+
+    /// One numbering transaction: counter, outbox row, snapshot.
+    #[allow(clippy::too_many_arguments)]
+    async fn number_and_store(
+        &self,
+        cfg: &SendConfig,
+        body: Body,
+        meta: EventMeta,
+        producer: &str,
+        stream: &str,
+        snapshot: Option<&[u8]>,
+        claimed: bool,
+    ) -> Result<(String, Vec<u8>, SeqStamp)> {
+        let db = self.outbox().db().clone();
+        let backend = db.backend();
+        Ok(with_pool!(&db, pool => {
+            let mut tx = if backend == Backend::Sqlite {
+                pool.begin_with("BEGIN IMMEDIATE").await?
+            } else {
+                pool.begin().await?
+            };
+            // The UPDATE takes the row lock first: publishers of one key queue here.
+            let take = db.sql(
+                "UPDATE ey_stream_counter SET next_seq = next_seq + 1 \
+                 WHERE producer_id = $1 AND stream = $2",
+            ).into_owned();
+            let n = sqlx::query(&take).bind(producer).bind(stream).execute(&mut *tx).await?
+                .rows_affected();
+            if n == 0 {
+                let first = db.sql(FIRST_EPOCH_SQL).into_owned();
+                let first: i64 = sqlx::query_scalar(&first).bind(producer).bind(stream)
+                    .fetch_one(&mut *tx).await?;
+                let ensure = db.sql(ensure_counter_sql(backend)).into_owned();
+                sqlx::query(&ensure).bind(producer).bind(stream).bind(first)
+                    .execute(&mut *tx).await?;
+                sqlx::query(&take).bind(producer).bind(stream).execute(&mut *tx).await?;
+            }
+            let read = db.sql(
+                "SELECT epoch, next_seq - 1 FROM ey_stream_counter \
+                 WHERE producer_id = $1 AND stream = $2",
+            ).into_owned();
+            let (epoch, seq): (i64, i64) = sqlx::query_as(&read).bind(producer).bind(stream)
+                .fetch_one(&mut *tx).await?;
+            let stamp = SeqStamp {
+                epoch: to_u64(epoch, "epoch", cfg, producer, stream)?,
+                seq: to_u64(seq, "seq", cfg, producer, stream)?,
+            };
+            let (event_id, payload) =
+                self.pack_sequenced(cfg, body, meta, producer, stream, stamp)?;
+            let mut row = self.outbox_row(cfg, &event_id, payload.clone(), claimed);
+            row.producer_id = Some(producer.to_string());
+            row.stream = Some(stream.to_string());
+            row.epoch = Some(epoch);
+            row.seq = Some(seq);
+            (*tx).insert_outbox_row(&row).await?;
+            if let Some(state) = snapshot {
+                let upsert = db.sql(snapshot_upsert_sql(backend)).into_owned();
+                sqlx::query(&upsert).bind(producer).bind(stream).bind(epoch).bind(seq)
+                    .bind(state).bind(Utc::now())
+                    .execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            (event_id, payload, stamp)
+        }))
+    }
+
+    fn pack_sequenced(
+        &self,
+        cfg: &SendConfig,
+        body: Body,
+        meta: EventMeta,
+        producer: &str,
+        stream: &str,
+        stamp: SeqStamp,
+    ) -> Result<(String, Vec<u8>)> {
+        let mut builder = Envelope::builder(cfg.event_type.as_str(), self.system_id().to_string())
+            .compression(cfg.compression)
+            .producer_id(producer.to_string())
+            .sequence(stream, stamp.epoch, stamp.seq);
+        if let Some(t) = meta.trace_id {
+            builder = builder.trace_id(t);
+        }
+        if let Some(k) = meta.business_key {
+            builder = builder.business_key(k);
+        }
+        for (k, v) in meta.entries {
+            builder = builder.entry(k, v);
+        }
+        let env = builder.build(body);
+        let payload = self
+            .codec()
+            .pack(&env)
+            .map_err(|source| SendError::Envelope {
+                event_type: cfg.event_type.clone(),
+                source,
+            })?;
+        Ok((env.header.event_id.to_string(), payload))
+    }
+
+    fn outbox_row(
+        &self,
+        cfg: &SendConfig,
+        event_id: &str,
+        payload: Vec<u8>,
+        claimed: bool,
+    ) -> NewOutboxRow {
+        self.row(cfg, event_id, payload, claimed)
+    }
+}
