@@ -93,6 +93,11 @@ pub(crate) struct E2eResult {
     pub(crate) max: f64,
     /// The p99 target.
     pub(crate) target_ms: f64,
+    /// How long `publish` itself took (outbox insert, confirmed publish,
+    /// `sent`): p50 and p99 in milliseconds — the send side's share.
+    pub(crate) publish_p50: f64,
+    /// p99 of `publish`.
+    pub(crate) publish_p99: f64,
     /// The check in words.
     pub(crate) check: String,
     /// Whether the check passed.
@@ -127,6 +132,11 @@ impl E2eResult {
             thousands(self.offered),
             if self.ok { "ok:" } else { "FAILED:" },
             self.check
+        );
+        let _ = writeln!(
+            out,
+            "\n(c) of which `publish()` itself (outbox insert, confirmed publish, `sent`): p50 {:.1} ms, p99 {:.1} ms",
+            self.publish_p50, self.publish_p99
         );
         out
     }
@@ -214,6 +224,7 @@ async fn steady(
         usize::try_from(n).unwrap_or(0),
     )));
     let calls = Arc::new(AtomicU64::new(0));
+    let publish_times: Arc<Mutex<Vec<f64>>> = Arc::new(Mutex::new(Vec::new()));
     let mut handlers = HandlerRegistry::new();
     {
         let (latencies, calls) = (Arc::clone(&latencies), Arc::clone(&calls));
@@ -252,9 +263,16 @@ async fn steady(
         tick.tick().await;
         let permit = Arc::clone(&permits).acquire_owned().await?;
         let (publisher, value) = (publisher.clone(), Arc::clone(&value));
+        let times = Arc::clone(&publish_times);
         tasks.spawn(async move {
+            let t0 = Instant::now();
             let published = publisher.publish(E2E, value.as_ref()).await?;
+            let took = t0.elapsed().as_secs_f64() * 1000.0;
             drop(permit);
+            times
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(took);
             if published.outcome != Outcome::Sent {
                 return Err(fail(format!(
                     "{}: {:?}, expected Sent",
@@ -290,14 +308,9 @@ async fn steady(
     let left = broker.message_count(&queue).await?;
     let handled = calls.load(Ordering::Relaxed);
     let mut lat = std::mem::take(&mut *latencies.lock().unwrap_or_else(PoisonError::into_inner));
-    lat.sort_by(f64::total_cmp);
-    let pct = |q: f64| -> f64 {
-        if lat.is_empty() {
-            return 0.0;
-        }
-        let i = ((q * lat.len() as f64).ceil() as usize).clamp(1, lat.len()) - 1;
-        lat[i]
-    };
+    let mut pubs =
+        std::mem::take(&mut *publish_times.lock().unwrap_or_else(PoisonError::into_inner));
+    let mut pct = |q: f64| percentile(&mut lat, q);
     Ok(E2eResult {
         events: n,
         offered: p.rate,
@@ -307,6 +320,8 @@ async fn steady(
         p99: pct(0.99),
         max: pct(1.0),
         target_ms: p.p99_target_ms,
+        publish_p50: percentile(&mut pubs, 0.50),
+        publish_p99: percentile(&mut pubs, 0.99),
         ok: done == n && rows == n && handled == n && left == 0,
         check: format!(
             "{} rows `done` of {}, {} handler calls, {} left in queue; publishing took {:.2} s ({} events/s), last `done` at {:.2} s",
@@ -319,4 +334,14 @@ async fn steady(
             elapsed.as_secs_f64()
         ),
     })
+}
+
+/// The `q` quantile (nearest rank) of `values`, sorting them; 0 when empty.
+fn percentile(values: &mut [f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    let i = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1;
+    values[i]
 }
