@@ -26,6 +26,40 @@ enum SeqCommand {
     /// Replay a JSON-lines trace (stdin) through the sequence tracker and
     /// print its actions as JSON lines (stdout), then one state line per key.
     Simulate(SimulateArgs),
+    /// Show the consumer state of every sequenced stream (ey_stream_state):
+    /// epoch, last applied seq, mode, lag behind the producer's outbox.
+    Status(StatusArgs),
+    /// Force a snapshot for one stream: the running daemon applies the
+    /// producer's stored snapshot (ey_snapshot) and resumes from it.
+    Resync(ResyncArgs),
+}
+
+/// Arguments of `eventyard seq status`.
+#[derive(Debug, clap::Args)]
+struct StatusArgs {
+    /// Only this subscriber system.
+    #[arg(long)]
+    subscriber: Option<String>,
+    /// Only this producer.
+    #[arg(long)]
+    producer: Option<String>,
+    /// Only this stream.
+    #[arg(long)]
+    stream: Option<String>,
+}
+
+/// Arguments of `eventyard seq resync`.
+#[derive(Debug, clap::Args)]
+struct ResyncArgs {
+    /// The producer id.
+    #[arg(long)]
+    producer: String,
+    /// The stream.
+    #[arg(long)]
+    stream: String,
+    /// Only this subscriber (default: every subscriber tracking the stream).
+    #[arg(long)]
+    subscriber: Option<String>,
 }
 
 /// Arguments of `eventyard seq simulate`: the tracker parameters.
@@ -60,8 +94,10 @@ impl SimulateArgs {
 }
 
 /// Runs `eventyard seq`.
-pub(crate) async fn run(args: Args, _global: &Global) -> Result<ExitCode, CliError> {
+pub(crate) async fn run(args: Args, global: &Global) -> Result<ExitCode, CliError> {
     match args.command {
+        SeqCommand::Status(args) => status(args, global).await,
+        SeqCommand::Resync(args) => resync(args, global).await,
         SeqCommand::Simulate(args) => {
             let params = args.params();
             // Plain blocking stdio: the simulation is CPU and pipe bound, and
@@ -431,4 +467,186 @@ mod tests {
         let out = run(Params::default().with_window_ms(max), &trace).unwrap();
         assert!(out.contains(r#""action":"apply_snapshot""#), "{out}");
     }
+}
+
+/// One row of `seq status`.
+#[derive(Debug, Serialize)]
+struct StatusRow {
+    subscriber: String,
+    producer: String,
+    stream: String,
+    epoch: i64,
+    last: i64,
+    mode: String,
+    /// The producer's highest seq of this epoch in ey_outbox (same database).
+    producer_seq: Option<i64>,
+    /// `producer_seq − last`.
+    lag: Option<i64>,
+    /// Stored rows waiting to be applied (held for a hole, or retrying).
+    waiting: i64,
+    /// A `seq resync` request not yet picked up by the daemon.
+    resync_requested: bool,
+}
+
+type StatusTuple = (
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    String,
+    Option<i64>,
+    i64,
+    i64,
+);
+
+async fn status(args: StatusArgs, global: &Global) -> Result<ExitCode, CliError> {
+    use eventyard_core::db::Db;
+    use eventyard_core::with_pool;
+    let db = Db::connect(global.require_database_url()?).await?;
+    let mut sql = String::from(
+        "SELECT s.subscriber, s.producer_id, s.stream, s.epoch, s.last_seq, s.mode, \
+         (SELECT MAX(o.seq) FROM ey_outbox o WHERE o.producer_id = s.producer_id \
+           AND o.stream = s.stream AND o.epoch = s.epoch) AS producer_seq, \
+         (SELECT COUNT(*) FROM ey_inbox i WHERE i.subscriber = s.subscriber \
+           AND i.producer_id = s.producer_id AND i.stream = s.stream \
+           AND i.status IN ('received', 'retrying')) AS waiting, \
+         (SELECT COUNT(*) FROM ey_seq_resync r WHERE r.subscriber = s.subscriber \
+           AND r.producer_id = s.producer_id AND r.stream = s.stream) AS resync \
+         FROM ey_stream_state s WHERE 1 = 1",
+    );
+    let mut n = 1;
+    for (value, column) in [
+        (&args.subscriber, "s.subscriber"),
+        (&args.producer, "s.producer_id"),
+        (&args.stream, "s.stream"),
+    ] {
+        if value.is_some() {
+            sql.push_str(&format!(" AND {column} = ${n}"));
+            n += 1;
+        }
+    }
+    sql.push_str(" ORDER BY s.subscriber, s.producer_id, s.stream");
+    let sql = db.sql(&sql).into_owned();
+    let rows: Vec<StatusTuple> = with_pool!(&db, pool => {
+        let mut q = sqlx::query_as::<_, StatusTuple>(&sql);
+        for v in [&args.subscriber, &args.producer, &args.stream].into_iter().flatten() {
+            q = q.bind(v);
+        }
+        q.fetch_all(pool).await.map_err(|e| CliError::Failed(format!("reading ey_stream_state: {e}")))?
+    });
+    let rows: Vec<StatusRow> = rows
+        .into_iter()
+        .map(
+            |(subscriber, producer, stream, epoch, last, mode, producer_seq, waiting, resync)| {
+                StatusRow {
+                    subscriber,
+                    producer,
+                    stream,
+                    epoch,
+                    last,
+                    mode,
+                    lag: producer_seq.map(|p| (p - last).max(0)),
+                    producer_seq,
+                    waiting,
+                    resync_requested: resync > 0,
+                }
+            },
+        )
+        .collect();
+    if global.json {
+        for r in &rows {
+            println!("{}", serde_json::to_string(r).unwrap_or_default());
+        }
+    } else {
+        let opt = |v: Option<i64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+        let table: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.subscriber.clone(),
+                    r.producer.clone(),
+                    r.stream.clone(),
+                    r.epoch.to_string(),
+                    r.last.to_string(),
+                    r.mode.clone(),
+                    opt(r.producer_seq),
+                    opt(r.lag),
+                    r.waiting.to_string(),
+                    if r.resync_requested { "requested" } else { "" }.to_string(),
+                ]
+            })
+            .collect();
+        super::table::print(
+            &[
+                "SUBSCRIBER",
+                "PRODUCER",
+                "STREAM",
+                "EPOCH",
+                "LAST",
+                "MODE",
+                "PRODUCER_SEQ",
+                "LAG",
+                "WAITING",
+                "RESYNC",
+            ],
+            &table,
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn resync(args: ResyncArgs, global: &Global) -> Result<ExitCode, CliError> {
+    use eventyard_core::db::{Backend, Db};
+    use eventyard_core::with_pool;
+    let db = Db::connect(global.require_database_url()?).await?;
+    let subscribers: Vec<String> = match &args.subscriber {
+        Some(s) => vec![s.clone()],
+        None => {
+            let sql = db.sql(
+                "SELECT subscriber FROM ey_stream_state WHERE producer_id = $1 AND stream = $2 \
+                 ORDER BY subscriber",
+            );
+            with_pool!(&db, pool => sqlx::query_scalar(&sql).bind(&args.producer).bind(&args.stream)
+                .fetch_all(pool).await
+                .map_err(|e| CliError::Failed(format!("reading ey_stream_state: {e}")))?)
+        }
+    };
+    if subscribers.is_empty() {
+        return Err(CliError::Failed(format!(
+            "no subscriber tracks producer `{}`, stream `{}` (no ey_stream_state row); pass --subscriber",
+            args.producer, args.stream
+        )));
+    }
+    let insert = match db.backend() {
+        Backend::MySql => {
+            "INSERT IGNORE INTO ey_seq_resync (subscriber, producer_id, stream, requested_at) \
+             VALUES (?, ?, ?, ?)"
+        }
+        _ => {
+            "INSERT INTO ey_seq_resync (subscriber, producer_id, stream, requested_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (subscriber, producer_id, stream) DO NOTHING"
+        }
+    };
+    for s in &subscribers {
+        with_pool!(&db, pool => {
+            sqlx::query(insert).bind(s).bind(&args.producer).bind(&args.stream)
+                .bind(chrono::Utc::now()).execute(pool).await
+                .map_err(|e| CliError::Failed(format!("writing ey_seq_resync: {e}")))?;
+        });
+    }
+    if global.json {
+        println!(
+            "{}",
+            serde_json::json!({ "producer": args.producer, "stream": args.stream, "subscribers": subscribers })
+        );
+    } else {
+        println!(
+            "resync requested for producer `{}`, stream `{}` (subscribers: {}); the running daemon applies the stored snapshot within a second",
+            args.producer,
+            args.stream,
+            subscribers.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
