@@ -89,6 +89,7 @@ pub struct Daemon {
     converters: Registry,
     handlers: HandlerRegistry,
     transport: Option<Arc<dyn Transport>>,
+    sequencing: Option<eventyard_receiver::sequenced::SeqOptions>,
 }
 
 /// A started daemon.
@@ -125,7 +126,15 @@ impl Daemon {
             converters: Registry::with_builtins(),
             handlers: HandlerRegistry::new(),
             transport: None,
+            sequencing: None,
         }
+    }
+
+    /// Settings of sequenced receive rows: tracker parameters, snapshot
+    /// handlers, the resync source (default: the database one).
+    pub fn sequencing(mut self, seq: eventyard_receiver::sequenced::SeqOptions) -> Self {
+        self.sequencing = Some(seq);
+        self
     }
 
     /// Uses these handlers (the built-in `log` and `sql` plus the
@@ -217,6 +226,10 @@ impl Daemon {
                 .handler_timeout(s.receiver.handler_timeout)
                 .backlog(usize::try_from(s.receiver.max_backlog).unwrap_or(usize::MAX))
                 .prefetch(s.receiver.prefetch);
+            let options = match self.sequencing {
+                Some(seq) => options.sequencing(seq),
+                None => options,
+            };
             let receiver = Receiver::new(
                 db.clone(),
                 Arc::clone(&transport),
