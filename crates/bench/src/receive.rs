@@ -83,6 +83,13 @@ pub(crate) struct ReceiveArgs {
     /// `workers` of the eventyard receive rows (handler pool size).
     #[arg(long, default_value_t = 8)]
     pub(crate) workers: i32,
+
+    /// Also show where (b)'s time goes: after (b'), its `stored` rows are
+    /// marked `done` again from `--workers` tasks, once with the realtime
+    /// pool's per-event transaction (BEGIN, claim check, `done`, COMMIT) and
+    /// once with one transaction per 256 rows.
+    #[arg(long)]
+    pub(crate) breakdown: bool,
 }
 
 /// The event type of (b).
@@ -241,6 +248,13 @@ async fn phases(
             .await?;
         eprintln!("     {:.0}/s", b2.rate());
         measurements.push(b2);
+        if args.breakdown {
+            eprintln!("breakdown: the handler step's database work alone…");
+            let steps = services
+                .bounded("(breakdown)", done_marking(args, db))
+                .await?;
+            measurements.extend(steps);
+        }
         Ok::<_, crate::common::BoxError>(())
     }
     .await;
@@ -813,4 +827,134 @@ async fn eventyard_phase(
             thousands(left.into())
         ),
     })
+}
+
+/// The owner the breakdown claims rows as.
+const BENCH_OWNER: &str = "eyb-breakdown";
+
+/// Puts (b')'s rows back to `received`, claimed by [`BENCH_OWNER`] (untimed).
+async fn reset_rows(db: &ScratchDb) -> Result<Vec<i64>> {
+    sqlx::query(
+        "UPDATE ey_inbox SET status = 'received', claimed_by = $1, \
+         claimed_until = now() + interval '1 hour', result = NULL, processed_at = NULL \
+         WHERE subscriber = $2 AND event_type = $3",
+    )
+    .bind(BENCH_OWNER)
+    .bind(SUB_STORE)
+    .bind(STORE)
+    .execute(&db.pool)
+    .await?;
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM ey_inbox WHERE subscriber = $1 AND event_type = $2 ORDER BY id",
+    )
+    .bind(SUB_STORE)
+    .bind(STORE)
+    .fetch_all(&db.pool)
+    .await?;
+    Ok(ids)
+}
+
+/// Counts (b')'s rows that are `done`.
+async fn done_rows(db: &ScratchDb) -> Result<u64> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM ey_inbox WHERE subscriber = $1 AND event_type = $2 AND status = 'done'",
+    )
+    .bind(SUB_STORE)
+    .bind(STORE)
+    .fetch_one(&db.pool)
+    .await?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Breakdown of (b): the realtime pool's database work per event, replayed
+/// with plain sqlx on (b')'s stored rows — (t1) one transaction per event
+/// with the pool's statements, (t1') the same with `SET LOCAL
+/// synchronous_commit = off`, (t2) one transaction per 256 events.
+async fn done_marking(args: &ReceiveArgs, db: &ScratchDb) -> Result<Vec<Measurement>> {
+    const CHUNK: usize = 256;
+    let workers = usize::try_from(args.workers).unwrap_or(1).max(1);
+    let mut out = Vec::new();
+    for (key, per_event, async_commit) in [
+        ("t1", true, false),
+        ("t1'", true, true),
+        ("t2", false, false),
+    ] {
+        let ids = Arc::new(reset_rows(db).await?);
+        let n = ids.len() as u64;
+        let next = Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
+        let mut tasks = JoinSet::new();
+        for _ in 0..workers {
+            let (pool, ids, next) = (db.pool.clone(), Arc::clone(&ids), Arc::clone(&next));
+            tasks.spawn(async move {
+                let step = if per_event { 1 } else { CHUNK as u64 };
+                loop {
+                    let from = usize::try_from(next.fetch_add(step, Ordering::Relaxed))
+                        .unwrap_or(usize::MAX);
+                    if from >= ids.len() {
+                        return Ok::<_, crate::common::BoxError>(());
+                    }
+                    let chunk = &ids[from..(from + step as usize).min(ids.len())];
+                    let mut tx = pool.begin().await?;
+                    if async_commit {
+                        sqlx::query("SET LOCAL synchronous_commit = off")
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    sqlx::query(
+                        "UPDATE ey_inbox SET claimed_until = now() + interval '90 seconds' \
+                         WHERE id = ANY($1) AND claimed_by = $2 AND status IN ('received', 'retrying')",
+                    )
+                    .bind(chunk)
+                    .bind(BENCH_OWNER)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "UPDATE ey_inbox SET status = 'done', attempts = attempts + 1, result = 'ok', \
+                         processed_at = now(), next_attempt_at = NULL, claimed_by = NULL, \
+                         claimed_until = NULL WHERE id = ANY($1) AND claimed_by = $2",
+                    )
+                    .bind(chunk)
+                    .bind(BENCH_OWNER)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                }
+            });
+        }
+        let mut first_error = None;
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e.into());
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        let elapsed = started.elapsed();
+        let done = done_rows(db).await?;
+        out.push(Measurement {
+            key,
+            label: if async_commit {
+                format!("breakdown: (t1) with `SET LOCAL synchronous_commit = off`, {workers} tasks")
+            } else if per_event {
+                format!(
+                    "breakdown: per-event transaction of the realtime pool (BEGIN, claim check, `done`, COMMIT), {workers} tasks, sqlx alone"
+                )
+            } else {
+                format!("breakdown: the same statements, one transaction per {CHUNK} events, {workers} tasks")
+            },
+            events: done,
+            elapsed,
+            ok: done == n,
+            check: format!("{} rows `done`", thousands(done)),
+        });
+    }
+    Ok(out)
 }
