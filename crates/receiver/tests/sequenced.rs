@@ -558,3 +558,76 @@ async fn restart_mid_resync_postgres() {
 async fn restart_mid_resync_sqlite() {
     restart_mid_resync(Backend::Sqlite).await;
 }
+
+async fn forced_resync_applies_the_stored_snapshot(backend: Backend) {
+    let env = env(backend, None).await;
+    let rx = env.start(seq_options(params(1000))).await;
+    env.wait_listening().await;
+    let mut total = 0;
+    for v in 1..=6 {
+        total += v;
+        env.publish(v, Some(total)).await;
+    }
+    env.wait_replica(21, 6, 20).await;
+    // The replica gets corrupted behind the daemon's back…
+    with_pool!(&env.db, pool => {
+        sqlx::query("UPDATE replica SET total = -1").execute(pool).await.unwrap();
+    });
+    // … and the operator forces a snapshot (`eventyard seq resync`).
+    let sql = env
+        .db
+        .sql("INSERT INTO ey_seq_resync (subscriber, producer_id, stream, requested_at) VALUES ($1, $2, $3, $4)")
+        .into_owned();
+    with_pool!(&env.db, pool => {
+        sqlx::query(&sql).bind(SUBSCRIBER).bind(PRODUCER).bind(STREAM).bind(chrono::Utc::now())
+            .execute(pool).await.unwrap();
+    });
+    env.wait_replica(21, 6, 20).await;
+    // Later events apply on top of it.
+    env.publish(7, Some(28)).await;
+    env.wait_replica(28, 7, 20).await;
+    let n: i64 = with_pool!(&env.db, pool => sqlx::query_scalar("SELECT COUNT(*) FROM ey_seq_resync")
+        .fetch_one(pool).await.unwrap());
+    assert_eq!(n, 0, "the request was consumed");
+    rx.shutdown().await;
+}
+
+#[tokio::test]
+async fn forced_resync_applies_the_stored_snapshot_postgres() {
+    forced_resync_applies_the_stored_snapshot(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn forced_resync_applies_the_stored_snapshot_sqlite() {
+    forced_resync_applies_the_stored_snapshot(Backend::Sqlite).await;
+}
+
+/// The sequencing counters reach the `metrics` facade per event type.
+#[tokio::test]
+async fn tracker_counters_are_exported_as_metrics() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).unwrap();
+    let env = env(Backend::Sqlite, None).await;
+    let rx = env.start(seq_options(params(1000))).await;
+    env.wait_listening().await;
+    env.transport
+        .fail_every_nth_publish(2, PublishFault::ConnectionLost);
+    for v in 1..=7 {
+        env.publish(v, None).await;
+    }
+    env.transport.clear_faults();
+    env.wait_replica(28, 7, 20).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let text = handle.render();
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name) && l.contains(&env.et))
+            .map(str::to_string)
+    };
+    let gaps = line("eventyard_seq_gaps_total").expect("gaps counter exported");
+    assert!(!gaps.ends_with(" 0"), "{gaps}");
+    assert!(line("eventyard_seq_fetches_total").is_some(), "{text}");
+    assert!(line("eventyard_seq_keys").is_some(), "{text}");
+    rx.shutdown().await;
+}
