@@ -7,8 +7,8 @@ use eventyard_core::db::Backend;
 use eventyard_receiver::{HandlerOutcome, HandlerRegistry, InboxStatus};
 use eventyard_transport::{AmqpOptions, AmqpTransport, Transport};
 
-use eventyard_testkit::proxy::Proxy;
 use crate::support::*;
+use eventyard_testkit::proxy::Proxy;
 
 const BROKER: &str = "127.0.0.1:5672";
 
