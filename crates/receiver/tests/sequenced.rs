@@ -64,6 +64,10 @@ struct Env {
 }
 
 async fn env(backend: Backend, inspect: Option<&str>) -> Env {
+    env_with(backend, inspect, true).await
+}
+
+async fn env_with(backend: Backend, inspect: Option<&str>, sequenced: bool) -> Env {
     let t = TestDb::migrated(backend).await;
     let db = Db::connect_with(&t.url, &DbOptions::default().max_connections(16))
         .await
@@ -73,7 +77,7 @@ async fn env(backend: Backend, inspect: Option<&str>) -> Env {
     let exchange = unique("ex");
     let mut send = RawSendRow::new(&et);
     send.exchange = exchange.clone();
-    send.sequenced = true;
+    send.sequenced = sequenced;
     send.persist = true;
     send.retry_count = 0;
     store.upsert_send(&send).await.unwrap();
@@ -82,7 +86,7 @@ async fn env(backend: Backend, inspect: Option<&str>) -> Env {
     r.queue = Some(unique("q"));
     r.process_mode = "realtime".into();
     r.handler_id = Some("replica".into());
-    r.sequenced = true;
+    r.sequenced = sequenced;
     r.backoff_ms = 20;
     r.workers = 1;
     r.converter_rules = Some(format!(
@@ -630,4 +634,114 @@ async fn tracker_counters_are_exported_as_metrics() {
     assert!(line("eventyard_seq_fetches_total").is_some(), "{text}");
     assert!(line("eventyard_seq_keys").is_some(), "{text}");
     rx.shutdown().await;
+}
+
+// Benchmarks (ignored; figures in docs/performance.md):
+//   cargo test --release -p eventyard-receiver --test sequenced -- --ignored --nocapture --test-threads 1
+
+fn bench_params(max_fetch: u64) -> Params {
+    Params {
+        window_count: 1,
+        window_ms: 10,
+        max_fetch,
+        buffer: 20_000,
+        fetch_tries: 3,
+    }
+}
+
+/// A 10,000-message gap closed by fetch (`snapshot = false`) or by a snapshot.
+async fn resync_gap(snapshot: bool) {
+    const GAP: i64 = 10_000;
+    let env = env(Backend::Postgres, None).await;
+    let rx = env
+        .start(seq_options(bench_params(if snapshot { 0 } else { 20_000 })))
+        .await;
+    env.wait_listening().await;
+    env.transport
+        .set_publish_failure(Some(PublishFault::ConnectionLost));
+    let mut total = 0;
+    for v in 1..=GAP {
+        total += v;
+        env.publish(v, (snapshot && v == GAP).then_some(total))
+            .await;
+    }
+    env.transport.clear_faults();
+    let started = std::time::Instant::now();
+    total += GAP + 1;
+    env.publish(GAP + 1, None).await;
+    env.wait_replica(total, GAP + 1, 600).await;
+    let took = started.elapsed();
+    println!(
+        "BENCH resync of a {GAP}-message gap via {}: {:.3} s (applied {} events)",
+        if snapshot { "snapshot" } else { "fetch" },
+        took.as_secs_f64(),
+        env.replica().await.2
+    );
+    rx.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn bench_resync_10000_via_fetch() {
+    resync_gap(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn bench_resync_10000_via_snapshot() {
+    resync_gap(true).await;
+}
+
+/// Publish rate and end-to-end apply rate with `sequenced` off and on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn bench_sequenced_on_vs_off() {
+    const N: i64 = 3_000;
+    const TASKS: i64 = 16;
+    for sequenced in [false, true] {
+        let env = env_with(Backend::Postgres, None, sequenced).await;
+        let rx = env.start(seq_options(params(1000))).await;
+        env.wait_listening().await;
+        let env = Arc::new(env);
+        let started = std::time::Instant::now();
+        let mut tasks = Vec::new();
+        for t in 0..TASKS {
+            let env = Arc::clone(&env);
+            tasks.push(tokio::spawn(async move {
+                let mut v = t + 1;
+                while v <= N {
+                    env.publish(v, None).await;
+                    v += TASKS;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let published = started.elapsed();
+        let total = N * (N + 1) / 2;
+        // Unsequenced: the handler's last_seq stays 0; wait for the sum.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+        while env.replica().await.0 != total {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{:?}",
+                env.replica().await
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let applied = started.elapsed();
+        println!(
+            "BENCH sequenced={sequenced}: publish {N} events from {TASKS} tasks (one key) {:.0} events/s; applied end to end {:.0} events/s",
+            N as f64 / published.as_secs_f64(),
+            N as f64 / applied.as_secs_f64()
+        );
+        match Arc::try_unwrap(env) {
+            Ok(env) => {
+                rx.shutdown().await;
+                drop(env);
+            }
+            Err(_) => rx.shutdown().await,
+        }
+    }
 }

@@ -275,6 +275,14 @@ impl Engine {
         if !self.ensure_key(&key).await {
             return;
         }
+        if self
+            .keys
+            .get(&key)
+            .is_some_and(|ks| ks.blocked_until.is_some())
+        {
+            // Stored `received`: the key's reload feeds it.
+            return;
+        }
         let item = Item {
             id: live.id,
             msg: Some(live.msg),

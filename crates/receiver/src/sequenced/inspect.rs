@@ -117,8 +117,9 @@ impl Engine {
             .unwrap_or(chrono::Duration::seconds(60));
         let lag = chrono::Duration::from_std(self.opts.safety_lag)
             .unwrap_or(chrono::Duration::seconds(5));
-        let from = checkpoint.map_or(DateTime::<Utc>::UNIX_EPOCH, |c| c - overlap);
         let upper = Utc::now() - lag;
+        // The first pass looks back one overlap.
+        let from = checkpoint.unwrap_or(upper) - overlap;
         let sql = shared.db.sql(
             "SELECT event_id, producer_id, stream, epoch, seq, payload, created_at FROM ey_outbox \
              WHERE event_type = $1 AND seq IS NOT NULL AND epoch IS NOT NULL \
