@@ -59,6 +59,9 @@ struct Env {
     watcher: ConfigWatcher,
     publisher: Publisher,
     transport: Arc<InProcessTransport>,
+    /// What the publisher and the receiver use (the in-process transport,
+    /// or RabbitMQ behind a dropping wrapper).
+    wire: Arc<dyn Transport>,
     et: String,
     exchange: String,
 }
@@ -68,6 +71,24 @@ async fn env(backend: Backend, inspect: Option<&str>) -> Env {
 }
 
 async fn env_with(backend: Backend, inspect: Option<&str>, sequenced: bool) -> Env {
+    let transport = Arc::new(InProcessTransport::new());
+    env_on(
+        backend,
+        inspect,
+        sequenced,
+        Arc::clone(&transport) as Arc<dyn Transport>,
+        transport,
+    )
+    .await
+}
+
+async fn env_on(
+    backend: Backend,
+    inspect: Option<&str>,
+    sequenced: bool,
+    wire: Arc<dyn Transport>,
+    transport: Arc<InProcessTransport>,
+) -> Env {
     let t = TestDb::migrated(backend).await;
     let db = Db::connect_with(&t.url, &DbOptions::default().max_connections(16))
         .await
@@ -117,12 +138,11 @@ async fn env_with(backend: Backend, inspect: Option<&str>, sequenced: bool) -> E
         "{:?}",
         watcher.current().problems
     );
-    let transport = Arc::new(InProcessTransport::new());
     let publisher = Publisher::new(
         Outbox::new(db.clone()),
         watcher.subscribe(),
         Arc::new(Registry::with_builtins()),
-        Arc::clone(&transport) as Arc<dyn Transport>,
+        Arc::clone(&wire),
         PublisherOptions::new("CORE").relay_grace(Duration::from_secs(3600)),
     );
     Env {
@@ -132,6 +152,7 @@ async fn env_with(backend: Backend, inspect: Option<&str>, sequenced: bool) -> E
         watcher,
         publisher,
         transport,
+        wire,
         et,
         exchange,
     }
@@ -246,7 +267,7 @@ impl Env {
         handlers.register("replica", Arc::new(ReplicaHandler));
         Receiver::new(
             self.db.clone(),
-            Arc::clone(&self.transport) as Arc<dyn Transport>,
+            Arc::clone(&self.wire),
             self.watcher.subscribe(),
             Arc::new(Registry::with_builtins()),
             Arc::new(handlers),
@@ -744,4 +765,101 @@ async fn bench_sequenced_on_vs_off() {
             Err(_) => rx.shutdown().await,
         }
     }
+}
+
+/// RabbitMQ, but every `n`th publish is lost on the way (the publisher sees
+/// an error, so its outbox row is `failed`; nothing reaches the queue).
+#[derive(Debug)]
+struct Dropping {
+    inner: Arc<dyn Transport>,
+    every: u64,
+    count: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait]
+impl Transport for Dropping {
+    async fn declare_exchange(
+        &self,
+        exchange: &str,
+    ) -> Result<(), eventyard_transport::TransportError> {
+        self.inner.declare_exchange(exchange).await
+    }
+    async fn publish(
+        &self,
+        msg: OutgoingMessage,
+    ) -> Result<(), eventyard_transport::TransportError> {
+        let n = self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if n % self.every == 0 {
+            return Err(eventyard_transport::TransportError::Closed);
+        }
+        self.inner.publish(msg).await
+    }
+    async fn publish_many(
+        &self,
+        msgs: Vec<OutgoingMessage>,
+    ) -> Vec<Result<(), eventyard_transport::TransportError>> {
+        let mut out = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            out.push(self.publish(m).await);
+        }
+        out
+    }
+    async fn subscribe(
+        &self,
+        sub: eventyard_transport::Subscription,
+    ) -> Result<Box<dyn eventyard_transport::Consumer>, eventyard_transport::TransportError> {
+        self.inner.subscribe(sub).await
+    }
+    async fn close(&self) -> Result<(), eventyard_transport::TransportError> {
+        self.inner.close().await
+    }
+}
+
+/// Over the real broker: every 4th message is lost, the consumer fetches
+/// them from the outbox and takes a snapshot across a producer restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_rabbitmq_lost_messages_and_a_new_epoch() {
+    let url = std::env::var("EVENTYARD_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string());
+    let amqp: Arc<dyn Transport> = Arc::new(
+        eventyard_transport::AmqpTransport::connect(&url, eventyard_transport::AmqpOptions::new())
+            .await
+            .unwrap(),
+    );
+    let wire: Arc<dyn Transport> = Arc::new(Dropping {
+        inner: amqp,
+        every: 4,
+        count: std::sync::atomic::AtomicU64::new(0),
+    });
+    let env = env_on(
+        Backend::Postgres,
+        None,
+        true,
+        wire,
+        Arc::new(InProcessTransport::new()),
+    )
+    .await;
+    let rx = env.start(seq_options(params(1000))).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut total = 0;
+    for v in 1..=30 {
+        total += v;
+        env.publish(v, Some(total)).await;
+    }
+    // 28 is lost; 29 and 30 arrive: every gap is behind a later message.
+    env.wait_replica(total, 30, 30).await;
+    assert_eq!(
+        env.replica().await.2,
+        30,
+        "every event applied once, by fetch or live"
+    );
+    env.publisher.reset_epoch(PRODUCER, STREAM).await.unwrap();
+    for v in 31..=35 {
+        total += v;
+        env.publish(v, Some(total)).await;
+    }
+    // 32 is lost (the 32nd publish); 33–35 arrive after the snapshot of epoch 2.
+    env.wait_replica(total, 5, 30).await;
+    assert_eq!(env.state().await, Some((2, 5)));
+    rx.shutdown().await;
 }
