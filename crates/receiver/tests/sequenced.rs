@@ -789,7 +789,7 @@ impl Transport for Dropping {
         msg: OutgoingMessage,
     ) -> Result<(), eventyard_transport::TransportError> {
         let n = self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        if n % self.every == 0 {
+        if n.is_multiple_of(self.every) {
             return Err(eventyard_transport::TransportError::Closed);
         }
         self.inner.publish(msg).await
