@@ -531,6 +531,10 @@ fn insert_sql(rows: usize) -> String {
 pub trait OutboxConn: Send {
     /// Inserts one pending outbox row on this connection.
     async fn insert_outbox_row(&mut self, row: &NewOutboxRow) -> Result<()>;
+
+    /// Takes the next `(epoch, seq)` of a sequenced key on this connection
+    /// (locking the key's `ey_stream_counter` row until the transaction ends).
+    async fn next_sequence(&mut self, producer_id: &str, stream: &str) -> Result<(i64, i64)>;
 }
 
 macro_rules! outbox_conn {
@@ -555,6 +559,14 @@ macro_rules! outbox_conn {
                     .await
                     .map_err(SendError::from)?;
                 Ok(())
+            }
+
+            async fn next_sequence(
+                &mut self,
+                producer_id: &str,
+                stream: &str,
+            ) -> Result<(i64, i64)> {
+                crate::sequence::next_sequence!(self, $backend, producer_id, stream)
             }
         }
     };

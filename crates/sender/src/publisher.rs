@@ -336,11 +336,12 @@ impl Publisher {
     {
         let cfg = self.send_config(event_type)?;
         if cfg.sequenced {
-            return Err(SendError::Sequence {
+            // Numbered on the caller's transaction (crate::sequence).
+            let body = self.render(&cfg, value)?;
+            let (event_id, _) = self.stage_sequenced(conn, &cfg, body, meta).await?;
+            return Ok(Staged {
+                event_id,
                 event_type: event_type.to_string(),
-                producer_id: meta.producer_id.unwrap_or_default(),
-                stream: meta.stream.unwrap_or_default(),
-                reason: "a sequenced event type cannot be staged yet; use publish_with".into(),
             });
         }
         let (event_id, payload) = self.pack(&cfg, value, meta)?;

@@ -34,7 +34,7 @@ pub struct SeqStamp {
     pub seq: u64,
 }
 
-fn ensure_counter_sql(backend: Backend) -> &'static str {
+pub(crate) fn ensure_counter_sql(backend: Backend) -> &'static str {
     match backend {
         Backend::MySql => {
             "INSERT IGNORE INTO ey_stream_counter (producer_id, stream, epoch, next_seq) \
@@ -49,7 +49,7 @@ fn ensure_counter_sql(backend: Backend) -> &'static str {
 
 /// The first epoch of a key without a counter row: one more than the
 /// highest the outbox holds (a plain read: no locks on the outbox).
-const FIRST_EPOCH_SQL: &str = "SELECT COALESCE(MAX(epoch), 0) + 1 FROM ey_outbox \
+pub(crate) const FIRST_EPOCH_SQL: &str = "SELECT COALESCE(MAX(epoch), 0) + 1 FROM ey_outbox \
      WHERE producer_id = $1 AND stream = $2";
 
 /// A deadlock or serialization failure: the transaction may be retried.
@@ -77,6 +77,51 @@ fn snapshot_upsert_sql(backend: Backend) -> &'static str {
         }
     }
 }
+
+/// Takes the next `(epoch, seq)` of `(producer, stream)` on a connection
+/// inside an open transaction: the counter `UPDATE` first (row lock), the
+/// row created on first use.
+macro_rules! next_sequence {
+    ($conn:expr, $backend:expr, $producer:expr, $stream:expr) => {{
+        let backend: eventyard_core::db::Backend = $backend;
+        let ph = |sql: &str| eventyard_core::db::placeholders(backend, sql).into_owned();
+        let take = ph("UPDATE ey_stream_counter SET next_seq = next_seq + 1 \
+                       WHERE producer_id = $1 AND stream = $2");
+        let n = sqlx::query(&take)
+            .bind($producer)
+            .bind($stream)
+            .execute(&mut *$conn)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            let first: i64 = sqlx::query_scalar(&ph($crate::sequence::FIRST_EPOCH_SQL))
+                .bind($producer)
+                .bind($stream)
+                .fetch_one(&mut *$conn)
+                .await?;
+            sqlx::query(&ph($crate::sequence::ensure_counter_sql(backend)))
+                .bind($producer)
+                .bind($stream)
+                .bind(first)
+                .execute(&mut *$conn)
+                .await?;
+            sqlx::query(&take)
+                .bind($producer)
+                .bind($stream)
+                .execute(&mut *$conn)
+                .await?;
+        }
+        let read = ph("SELECT epoch, next_seq - 1 FROM ey_stream_counter \
+                       WHERE producer_id = $1 AND stream = $2");
+        let pair: (i64, i64) = sqlx::query_as(&read)
+            .bind($producer)
+            .bind($stream)
+            .fetch_one(&mut *$conn)
+            .await?;
+        Ok::<(i64, i64), $crate::error::SendError>(pair)
+    }};
+}
+pub(crate) use next_sequence;
 
 fn to_u64(v: i64, what: &str, cfg: &SendConfig, producer: &str, stream: &str) -> Result<u64> {
     u64::try_from(v).map_err(|_| SendError::Sequence {
@@ -219,6 +264,43 @@ impl Publisher {
         Ok((published, stamp))
     }
 
+    /// [`Publisher::stage`] of a sequenced type: numbered on the caller's
+    /// connection (its transaction holds the key's counter row until it ends).
+    pub(crate) async fn stage_sequenced<C>(
+        &self,
+        conn: &mut C,
+        cfg: &SendConfig,
+        body: Body,
+        meta: EventMeta,
+    ) -> Result<(String, SeqStamp)>
+    where
+        C: OutboxConn + ?Sized,
+    {
+        let producer = meta
+            .producer_id
+            .clone()
+            .unwrap_or_else(|| self.system_id().to_string());
+        let stream = meta
+            .stream
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| cfg.event_type.clone());
+        let (epoch, seq) = conn.next_sequence(&producer, &stream).await?;
+        let stamp = SeqStamp {
+            epoch: to_u64(epoch, "epoch", cfg, &producer, &stream)?,
+            seq: to_u64(seq, "seq", cfg, &producer, &stream)?,
+        };
+        let (event_id, payload) =
+            self.pack_sequenced(cfg, body, meta, &producer, &stream, stamp)?;
+        let mut row = self.outbox_row(cfg, &event_id, payload, false);
+        row.producer_id = Some(producer);
+        row.stream = Some(stream);
+        row.epoch = Some(epoch);
+        row.seq = Some(seq);
+        conn.insert_outbox_row(&row).await?;
+        Ok((event_id, stamp))
+    }
+
     /// One numbering transaction: counter, outbox row, snapshot.
     #[allow(clippy::too_many_arguments)]
     async fn number_and_store(
@@ -240,27 +322,7 @@ impl Publisher {
                 pool.begin().await?
             };
             // The UPDATE takes the row lock first: publishers of one key queue here.
-            let take = db.sql(
-                "UPDATE ey_stream_counter SET next_seq = next_seq + 1 \
-                 WHERE producer_id = $1 AND stream = $2",
-            ).into_owned();
-            let n = sqlx::query(&take).bind(producer).bind(stream).execute(&mut *tx).await?
-                .rows_affected();
-            if n == 0 {
-                let first = db.sql(FIRST_EPOCH_SQL).into_owned();
-                let first: i64 = sqlx::query_scalar(&first).bind(producer).bind(stream)
-                    .fetch_one(&mut *tx).await?;
-                let ensure = db.sql(ensure_counter_sql(backend)).into_owned();
-                sqlx::query(&ensure).bind(producer).bind(stream).bind(first)
-                    .execute(&mut *tx).await?;
-                sqlx::query(&take).bind(producer).bind(stream).execute(&mut *tx).await?;
-            }
-            let read = db.sql(
-                "SELECT epoch, next_seq - 1 FROM ey_stream_counter \
-                 WHERE producer_id = $1 AND stream = $2",
-            ).into_owned();
-            let (epoch, seq): (i64, i64) = sqlx::query_as(&read).bind(producer).bind(stream)
-                .fetch_one(&mut *tx).await?;
+            let (epoch, seq) = next_sequence!(tx, backend, producer, stream)?;
             let stamp = SeqStamp {
                 epoch: to_u64(epoch, "epoch", cfg, producer, stream)?,
                 seq: to_u64(seq, "seq", cfg, producer, stream)?,

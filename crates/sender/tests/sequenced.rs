@@ -195,3 +195,29 @@ async fn snapshot_is_written_with_its_event() {
         assert!(matches!(err, SendError::UnknownEventType { .. }));
     }
 }
+
+#[tokio::test]
+async fn staged_sequenced_events_are_numbered_in_the_callers_transaction() {
+    for backend in [Backend::Sqlite, Backend::Postgres, Backend::MySql] {
+        let (env, et) = env(backend).await;
+        let _consumer = env.subscribe(&unique("q"), &et).await;
+        // A rolled-back transaction gives its number back.
+        with_pool!(&env.t.db, pool => {
+            let mut tx = pool.begin().await.unwrap();
+            let _staged = env.publisher.stage(&mut *tx, &et, &serde_json::json!({"v": 0}), meta("P", "s")).await.unwrap();
+            tx.rollback().await.unwrap();
+        });
+        for i in 1..=3 {
+            let staged = with_pool!(&env.t.db, pool => {
+                let mut tx = pool.begin().await.unwrap();
+                let staged = env.publisher.stage(&mut *tx, &et, &serde_json::json!({"v": i}), meta("P", "s")).await.unwrap();
+                tx.commit().await.unwrap();
+                staged
+            });
+            let published = env.publisher.flush(staged).await.unwrap();
+            assert_eq!(published.outcome, Outcome::Sent);
+            let row = env.row(&published.event_id).await;
+            assert_eq!((row.epoch, row.seq), (Some(1), Some(i)), "{backend:?}");
+        }
+    }
+}
