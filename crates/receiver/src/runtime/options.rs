@@ -17,6 +17,7 @@ pub struct ReceiverOptions {
     pub(crate) ack_batch: usize,
     pub(crate) ack_linger: Duration,
     pub(crate) batch_size: u32,
+    pub(crate) realtime_group: usize,
     pub(crate) shutdown_grace: Duration,
     pub(crate) max_backoff: Duration,
     pub(crate) codec: Codec,
@@ -31,6 +32,7 @@ impl ReceiverOptions {
     /// event type, a 30 s handler timeout, 60 s claim leases, retries polled
     /// every second, prefetch 500, stores of up to 256 deliveries acked
     /// together after at most 1 ms of waiting for more, batches of 500,
+    /// realtime groups of up to 64 queued events per transaction,
     /// 30 s to drain handlers on shutdown, backoff capped at one hour, and
     /// the default envelope [`Limits`].
     pub fn new(subscriber: impl Into<String>) -> Self {
@@ -45,6 +47,7 @@ impl ReceiverOptions {
             ack_batch: 256,
             ack_linger: Duration::from_millis(1),
             batch_size: 500,
+            realtime_group: 64,
             shutdown_grace: Duration::from_secs(30),
             max_backoff: Duration::from_secs(3600),
             codec: Codec::new(Limits::default()),
@@ -118,6 +121,18 @@ impl ReceiverOptions {
     /// Events per batch-handler call and per claim of a batch run (default 500).
     pub fn batch_size(mut self, n: u32) -> Self {
         self.batch_size = n.max(1);
+        self
+    }
+
+    /// At most this many events of one `realtime` type, already queued in
+    /// this instance, that one worker processes in one database transaction
+    /// (default 64): one claim check, each handler call in its own
+    /// savepoint, one `done` update, one commit. A worker never waits for a
+    /// group to fill; the handlers of a group run one after another, so
+    /// `workers` still bounds the concurrent handler calls. `1` gives one
+    /// transaction per event; at most 1,000.
+    pub fn realtime_group(mut self, n: usize) -> Self {
+        self.realtime_group = n.clamp(1, 1000);
         self
     }
 

@@ -1,7 +1,7 @@
-//! The handler pool of one event type, the per-event processing
+//! The handler pool of one event type, the grouped processing
 //! transaction, and the retry poller.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -95,7 +95,22 @@ pub(crate) fn next_attempt(
     Some(now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1)))
 }
 
-/// Runs the jobs of one type, at most `workers` at a time (read live).
+/// What became of one job of a group.
+enum Next {
+    /// Finished here: done, failure recorded, released, or its claim lost.
+    Finished,
+    /// The database was unreachable: try again shortly.
+    Again(Job),
+    /// Its group's transaction was abandoned after an interrupted handler
+    /// (nothing of it committed): run it again at once.
+    Rerun(Job),
+}
+
+/// Runs the jobs of one type, at most `workers` handler calls at a time
+/// (read live). A free worker takes a group of the jobs already queued (up
+/// to [`ReceiverOptions::realtime_group`](crate::ReceiverOptions::realtime_group),
+/// spread over the workers) and runs their handlers one after another in
+/// one transaction; it never waits for a group to fill.
 pub(crate) async fn dispatcher(
     shared: Arc<Shared>,
     rt: Arc<TypeRuntime>,
@@ -104,54 +119,98 @@ pub(crate) async fn dispatcher(
 ) {
     let mut queue: VecDeque<Job> = VecDeque::new();
     let mut known: HashSet<i64> = HashSet::new();
-    let mut running: JoinSet<(i64, Option<Job>)> = JoinSet::new();
+    let mut running: JoinSet<Vec<(i64, Next)>> = JoinSet::new();
+    // The job ids of each running group, and how many jobs run in all.
+    let mut groups: HashMap<tokio::task::Id, usize> = HashMap::new();
+    let mut in_flight: usize = 0;
+    let accept = |job: Job, queue: &mut VecDeque<Job>, known: &mut HashSet<i64>| {
+        if known.insert(job.id) || job.requeued {
+            queue.push_back(job);
+        } else {
+            // Already queued or running here (e.g. re-claimed after its lease).
+            rt.pending.fetch_sub(1, Ordering::SeqCst);
+        }
+    };
     loop {
-        let limit = rt.settings().cfg.workers.max(1) as usize;
-        while running.len() < limit {
-            let Some(job) = queue.pop_front() else { break };
+        let settings = rt.settings();
+        let limit = settings.cfg.workers.max(1) as usize;
+        let group_max = if settings.cfg.sequenced {
+            // Keep sequenced rows one at a time, should any come this way.
+            1
+        } else {
+            shared.opts.realtime_group.max(1)
+        };
+        while running.len() < limit && !queue.is_empty() {
+            // Spread what is queued over the workers; never wait for more.
+            let take = queue.len().div_ceil(limit).clamp(1, group_max);
+            let group: Vec<Job> = queue.drain(..take.min(queue.len())).collect();
+            let ids: Vec<i64> = group.iter().map(|j| j.id).collect();
+            let n = group.len();
             let shared = Arc::clone(&shared);
             let rt = Arc::clone(&rt);
-            running.spawn(async move {
-                let id = job.id;
-                match AssertUnwindSafe(process(&shared, &rt, job)).catch_unwind().await {
-                    Ok(again) => (id, again),
+            let handle = running.spawn(async move {
+                match AssertUnwindSafe(process_group(&shared, &rt, group))
+                    .catch_unwind()
+                    .await
+                {
+                    Ok(results) => results,
                     Err(p) => {
-                        tracing::error!(event_type = %rt.event_type, id, panic = %panic_text(p.as_ref()), "receiver worker panicked");
-                        (id, None)
+                        tracing::error!(event_type = %rt.event_type, ids = ?ids, panic = %panic_text(p.as_ref()), "receiver worker panicked");
+                        ids.into_iter().map(|id| (id, Next::Finished)).collect()
                     }
                 }
             });
+            groups.insert(handle.id(), n);
+            in_flight += n;
         }
         tokio::select! {
             _ = super::stopped(&mut stop) => break,
-            Some(done) = running.join_next(), if !running.is_empty() => {
-                if let Ok((id, again)) = done {
-                    match again {
-                        Some(mut job) => {
-                            // The database is unreachable: try again shortly.
-                            job.requeued = true;
-                            let tx_rt = Arc::clone(&rt);
-                            tokio::spawn(async move {
-                                tokio::time::sleep(Duration::from_millis(500)).await;
-                                let _ = tx_rt.jobs.send(job);
-                            });
-                            continue;
+            Some(done) = running.join_next_with_id(), if !running.is_empty() => {
+                let mut finished = 0usize;
+                match done {
+                    Ok((task, results)) => {
+                        groups.remove(&task);
+                        in_flight = in_flight.saturating_sub(results.len());
+                        let mut rerun = Vec::new();
+                        for (id, next) in results {
+                            match next {
+                                Next::Finished => {
+                                    known.remove(&id);
+                                    finished += 1;
+                                }
+                                Next::Again(mut job) => {
+                                    // The database is unreachable: try again shortly.
+                                    job.requeued = true;
+                                    let tx_rt = Arc::clone(&rt);
+                                    tokio::spawn(async move {
+                                        tokio::time::sleep(Duration::from_millis(500)).await;
+                                        let _ = tx_rt.jobs.send(job);
+                                    });
+                                }
+                                Next::Rerun(job) => rerun.push(job),
+                            }
                         }
-                        None => {
-                            known.remove(&id);
+                        for job in rerun.into_iter().rev() {
+                            queue.push_front(job);
                         }
                     }
+                    Err(e) => {
+                        let n = groups.remove(&e.id()).unwrap_or(0);
+                        in_flight = in_flight.saturating_sub(n);
+                        finished = n;
+                    }
                 }
-                rt.pending.fetch_sub(1, Ordering::SeqCst);
-                rt.progress.notify_waiters();
+                if finished > 0 {
+                    rt.pending.fetch_sub(finished, Ordering::SeqCst);
+                    rt.progress.notify_waiters();
+                }
             }
             job = jobs.recv() => {
                 let Some(job) = job else { break };
-                if known.insert(job.id) || job.requeued {
-                    queue.push_back(job);
-                } else {
-                    // Already queued or running here (e.g. re-claimed after its lease).
-                    rt.pending.fetch_sub(1, Ordering::SeqCst);
+                accept(job, &mut queue, &mut known);
+                // Take in whatever else is waiting, so groups can form.
+                while let Ok(job) = jobs.try_recv() {
+                    accept(job, &mut queue, &mut known);
                 }
             }
             _ = rt.changed.notified() => {}
@@ -173,13 +232,23 @@ pub(crate) async fn dispatcher(
     tokio::pin!(grace);
     while !running.is_empty() {
         tokio::select! {
-            _ = running.join_next() => {
-                rt.pending.fetch_sub(1, Ordering::SeqCst);
+            done = running.join_next_with_id() => {
+                let n = match done {
+                    Some(Ok((task, results))) => {
+                        groups.remove(&task);
+                        results.len()
+                    }
+                    Some(Err(e)) => groups.remove(&e.id()).unwrap_or(0),
+                    None => 0,
+                };
+                in_flight = in_flight.saturating_sub(n);
+                rt.pending.fetch_sub(n, Ordering::SeqCst);
             }
             _ = &mut grace => {
-                tracing::warn!(event_type = %rt.event_type, running = running.len(),
+                tracing::warn!(event_type = %rt.event_type, running = in_flight,
                     "handlers still running after the shutdown grace; abandoning them (rolled back, retried after their lease)");
                 running.abort_all();
+                rt.pending.fetch_sub(in_flight, Ordering::SeqCst);
                 break;
             }
         }
@@ -187,119 +256,310 @@ pub(crate) async fn dispatcher(
     rt.progress.notify_waiters();
 }
 
-/// Processes one job. Returns the job back if the database was unreachable.
-async fn process(shared: &Shared, rt: &TypeRuntime, job: Job) -> Option<Job> {
-    match process_inner(shared, rt, &job).await {
-        Ok(()) => None,
-        Err(e) => {
-            tracing::warn!(event_type = %rt.event_type, id = job.id, error = %e,
-                "database error while processing; will try again");
-            Some(job)
-        }
-    }
+/// A job ready for its handler.
+struct Ready {
+    job: Job,
+    msg: Message,
+    attempt: u32,
 }
 
-async fn process_inner(shared: &Shared, rt: &TypeRuntime, job: &Job) -> Result<()> {
+/// How a job of a group's transaction ended.
+enum Slot {
+    /// Its handler and its `done` committed.
+    Done,
+    /// Its handler failed; its writes were rolled back to its savepoint.
+    Failed(Attempt),
+    /// Not ours any more (claim lost, or no longer processable).
+    Lost,
+    /// The group's transaction was abandoned; run it again.
+    Rerun,
+}
+
+/// How long rolling back to a handler's savepoint may take after the
+/// handler was interrupted (timeout, panic) before the whole transaction is
+/// abandoned.
+const SAVEPOINT_ROLLBACK_WAIT: Duration = Duration::from_secs(5);
+
+/// Processes a group of jobs of one type: decodes them, then runs their
+/// handlers in one transaction (see [`run_group`]) and records the
+/// failures after its commit.
+async fn process_group(shared: &Shared, rt: &TypeRuntime, jobs: Vec<Job>) -> Vec<(i64, Next)> {
     let settings = rt.settings();
     let owner = shared.opts.instance_id.as_str();
     let mode = settings.cfg.process_mode;
-    if !(mode == ProcessMode::Realtime || job.from_batch && mode == ProcessMode::Batch) {
-        // The mode changed since the event was queued: leave it to the new mode.
-        shared.inbox.release(&[job.id], owner).await?;
-        return Ok(());
-    }
-    let attempt = u32::try_from(job.attempts).unwrap_or(0).saturating_add(1);
-    let msg = match &job.source {
-        JobSource::Decoded(m) => {
-            let mut m = (**m).clone();
-            m.attempt = attempt;
-            m
+    let mut out = Vec::with_capacity(jobs.len());
+    let mut ready: Vec<Ready> = Vec::with_capacity(jobs.len());
+    let mut release: Vec<Job> = Vec::new();
+    for job in jobs {
+        if !(mode == ProcessMode::Realtime || job.from_batch && mode == ProcessMode::Batch) {
+            // The mode changed since the event was queued: leave it to the new mode.
+            release.push(job);
+            continue;
         }
-        JobSource::Stored(row) => {
-            let decoded = shared
+        let attempt = u32::try_from(job.attempts).unwrap_or(0).saturating_add(1);
+        let decoded = match &job.source {
+            JobSource::Decoded(m) => {
+                let mut m = (**m).clone();
+                m.attempt = attempt;
+                Ok(m)
+            }
+            JobSource::Stored(row) => shared
                 .opts
                 .codec
                 .unpack(&row.payload)
                 .map_err(|e| format!("unreadable envelope: {e}"))
-                .and_then(|env| to_message(shared, env, row.id, attempt));
-            match decoded {
-                Ok((_, m)) => m,
-                Err(e) => {
-                    shared
-                        .inbox
-                        .record_unreadable(row.id, owner, &e, Utc::now())
-                        .await?;
-                    shared.stats.update(&rt.event_type, |s| s.dead += 1);
-                    return Ok(());
+                .and_then(|env| to_message(shared, env, row.id, attempt))
+                .map(|(_, m)| m),
+        };
+        match decoded {
+            Ok(msg) => ready.push(Ready { job, msg, attempt }),
+            Err(e) => {
+                let id = job.id;
+                match shared
+                    .inbox
+                    .record_unreadable(id, owner, &e, Utc::now())
+                    .await
+                {
+                    Ok(()) => {
+                        shared.stats.update(&rt.event_type, |s| s.dead += 1);
+                        out.push((id, Next::Finished));
+                    }
+                    Err(e) => out.push(again(rt, job, &e)),
                 }
             }
         }
-    };
+    }
+    if !release.is_empty() {
+        let ids: Vec<i64> = release.iter().map(|j| j.id).collect();
+        match shared.inbox.release(&ids, owner).await {
+            Ok(()) => out.extend(ids.into_iter().map(|id| (id, Next::Finished))),
+            Err(e) => out.extend(release.into_iter().map(|job| again(rt, job, &e))),
+        }
+    }
+    if ready.is_empty() {
+        return out;
+    }
     let Some(handler) = settings.handler.clone() else {
         let reason = format!(
             "handler `{}` is not registered in this process",
             settings.cfg.handler_id.as_deref().unwrap_or("")
         );
-        let result = Attempt::Returned(HandlerOutcome::retry(reason));
-        return record_failure(shared, rt, &settings, job.id, attempt, &result).await;
+        for r in ready {
+            let result = Attempt::Returned(HandlerOutcome::retry(reason.clone()));
+            out.push(finish_failed(shared, rt, &settings, r, &result).await);
+        }
+        return out;
     };
-    let lease = lease_until(Utc::now(), settings.timeout + shared.opts.lease);
+    let slots = match run_group(shared, rt, &settings, &handler, &ready).await {
+        Ok(slots) => slots,
+        Err(e) => {
+            out.extend(ready.into_iter().map(|r| again(rt, r.job, &e)));
+            return out;
+        }
+    };
+    let done = slots.iter().filter(|s| matches!(s, Slot::Done)).count() as u64;
+    if done > 0 {
+        shared.stats.update(&rt.event_type, |s| s.processed += done);
+    }
+    for (r, slot) in ready.into_iter().zip(slots) {
+        match slot {
+            Slot::Done | Slot::Lost => out.push((r.job.id, Next::Finished)),
+            Slot::Rerun => out.push((r.job.id, Next::Rerun(r.job))),
+            Slot::Failed(result) => {
+                out.push(finish_failed(shared, rt, &settings, r, &result).await)
+            }
+        }
+    }
+    out
+}
+
+fn again(rt: &TypeRuntime, job: Job, e: &dyn std::fmt::Display) -> (i64, Next) {
+    tracing::warn!(event_type = %rt.event_type, id = job.id, error = %e,
+        "database error while processing; will try again");
+    (job.id, Next::Again(job))
+}
+
+async fn finish_failed(
+    shared: &Shared,
+    rt: &TypeRuntime,
+    settings: &TypeSettings,
+    r: Ready,
+    result: &Attempt,
+) -> (i64, Next) {
+    match record_failure(shared, rt, settings, r.job.id, r.attempt, result).await {
+        Ok(()) => (r.job.id, Next::Finished),
+        Err(e) => again(rt, r.job, &e),
+    }
+}
+
+/// `$first, $first+1, …` for `n` values.
+fn params(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The group's transaction: one claim check for all its rows, each handler
+/// call in its own savepoint (released when it is done, rolled back to when
+/// it is not), one `done` update for the rows whose handlers succeeded, one
+/// commit. A handler's writes commit together with its own `done`; a failed
+/// handler's writes are undone without touching the others'.
+async fn run_group(
+    shared: &Shared,
+    rt: &TypeRuntime,
+    settings: &TypeSettings,
+    handler: &HandlerKind,
+    ready: &[Ready],
+) -> Result<Vec<Slot>> {
+    let owner = shared.opts.instance_id.as_str();
+    let backend = shared.db.backend();
+    let ids: Vec<i64> = ready.iter().map(|r| r.job.id).collect();
+    let calls = u32::try_from(ids.len()).unwrap_or(u32::MAX);
+    let lease = lease_until(
+        Utc::now(),
+        settings.timeout.saturating_mul(calls) + shared.opts.lease,
+    );
+    let check_sql = if backend == Backend::MySql {
+        // No UPDATE … RETURNING: lock and read the rows still ours, then extend them.
+        shared
+            .db
+            .sql(&format!(
+                "SELECT id FROM ey_inbox WHERE claimed_by = $1 \
+                 AND status IN ('received', 'retrying') AND id IN ({}) FOR UPDATE",
+                params(2, ids.len())
+            ))
+            .into_owned()
+    } else {
+        shared
+            .db
+            .sql(&format!(
+                "UPDATE ey_inbox SET claimed_until = $1 WHERE claimed_by = $2 \
+                 AND status IN ('received', 'retrying') AND id IN ({}) RETURNING id",
+                params(3, ids.len())
+            ))
+            .into_owned()
+    };
     with_pool!(&shared.db, pool => {
-        let mut tx = if shared.db.backend() == Backend::Sqlite {
+        let mut tx = if backend == Backend::Sqlite {
             pool.begin_with("BEGIN IMMEDIATE").await?
         } else {
             pool.begin().await?
         };
-        // Take the row lock (SQLite: the write lock) and check the claim is still ours.
-        let lock = shared.db.sql(
-            "UPDATE ey_inbox SET claimed_until = $1 WHERE id = $2 AND claimed_by = $3 \
-             AND status IN ('received', 'retrying')",
-        );
-        let n = sqlx::query(&lock).bind(lease).bind(job.id).bind(owner)
-            .execute(&mut *tx).await?.rows_affected();
-        if n == 0 {
-            tx.rollback().await?;
-            return Ok(());
-        }
-        let started = Instant::now();
-        let result = {
-            let mut ctx = HandlerContext::new(
-                &mut *tx,
-                &shared.db,
-                &settings.cfg,
-                settings.handler_config.as_deref(),
-            );
-            call(&handler, &msg, &mut ctx, settings.timeout).await
+        // Take the row locks (SQLite: the write lock) and check the claims are still ours.
+        let held: HashSet<i64> = if backend == Backend::MySql {
+            let mut q = sqlx::query_scalar::<_, i64>(&check_sql).bind(owner);
+            for id in &ids { q = q.bind(id); }
+            let held: Vec<i64> = q.fetch_all(&mut *tx).await?;
+            if !held.is_empty() {
+                let extend = shared.db.sql(&format!(
+                    "UPDATE ey_inbox SET claimed_until = $1 WHERE id IN ({})",
+                    params(2, held.len())
+                )).into_owned();
+                let mut u = sqlx::query(&extend).bind(lease);
+                for id in &held { u = u.bind(id); }
+                u.execute(&mut *tx).await?;
+            }
+            held.into_iter().collect()
+        } else {
+            let mut q = sqlx::query_scalar::<_, i64>(&check_sql).bind(lease).bind(owner);
+            for id in &ids { q = q.bind(id); }
+            q.fetch_all(&mut *tx).await?.into_iter().collect()
         };
-        shared.stats.observe_handler(&rt.event_type, started.elapsed(), 1);
-        match result {
-            Attempt::Returned(HandlerOutcome::Done { result }) => {
-                let done = shared.db.sql(
-                    "UPDATE ey_inbox SET status = 'done', attempts = attempts + 1, result = $1, \
-                     processed_at = $2, next_attempt_at = NULL, claimed_by = NULL, \
-                     claimed_until = NULL WHERE id = $3 AND claimed_by = $4",
+        if held.is_empty() {
+            tx.rollback().await?;
+            return Ok(ready.iter().map(|_| Slot::Lost).collect());
+        }
+        let mut slots: Vec<Slot> = Vec::with_capacity(ready.len());
+        let mut results: Vec<(i64, String)> = Vec::new();
+        let mut abandoned = false;
+        for r in ready {
+            if abandoned {
+                slots.push(Slot::Rerun);
+                continue;
+            }
+            if !held.contains(&r.job.id) {
+                slots.push(Slot::Lost);
+                continue;
+            }
+            // SAVEPOINT: this handler's writes can be undone alone.
+            let mut sp = sqlx::Acquire::begin(&mut tx).await?;
+            let started = Instant::now();
+            let result = {
+                let mut ctx = HandlerContext::new(
+                    &mut *sp,
+                    &shared.db,
+                    &settings.cfg,
+                    settings.handler_config.as_deref(),
                 );
-                let n = sqlx::query(&done).bind(&result).bind(Utc::now()).bind(job.id).bind(owner)
-                    .execute(&mut *tx).await?.rows_affected();
-                if n == 1 {
-                    tx.commit().await?;
-                    shared.stats.update(&rt.event_type, |s| s.processed += 1);
-                } else {
-                    tx.rollback().await?;
+                call(handler, &r.msg, &mut ctx, settings.timeout).await
+            };
+            shared.stats.observe_handler(&rt.event_type, started.elapsed(), 1);
+            match result {
+                Attempt::Returned(HandlerOutcome::Done { result }) => {
+                    sp.commit().await?;
+                    results.push((r.job.id, result));
+                    slots.push(Slot::Done);
                 }
-                Ok(())
-            }
-            Attempt::Returned(other) => {
-                tx.rollback().await?;
-                let r = Attempt::Returned(other);
-                record_failure(shared, rt, &settings, job.id, attempt, &r).await
-            }
-            other => {
-                // The handler was interrupted mid-flight: drop the whole transaction.
-                drop(tx);
-                record_failure(shared, rt, &settings, job.id, attempt, &other).await
+                Attempt::Returned(other) => {
+                    sp.rollback().await?;
+                    slots.push(Slot::Failed(Attempt::Returned(other)));
+                }
+                other => {
+                    // Interrupted mid-flight: the connection may still be busy
+                    // with the handler's statement. Roll back to the savepoint
+                    // if that finishes soon; otherwise drop the whole
+                    // transaction and run the rest of the group again.
+                    let rolled = tokio::time::timeout(SAVEPOINT_ROLLBACK_WAIT, sp.rollback()).await;
+                    if !matches!(rolled, Ok(Ok(()))) {
+                        abandoned = true;
+                        for s in slots.iter_mut() {
+                            if matches!(s, Slot::Done) {
+                                *s = Slot::Rerun;
+                            }
+                        }
+                    }
+                    slots.push(Slot::Failed(other));
+                }
             }
         }
+        if abandoned {
+            drop(tx);
+            return Ok(slots);
+        }
+        if !results.is_empty() {
+            // Placeholders numbered in order of use (MySQL's `?` are positional).
+            let mut cases = String::new();
+            for i in 0..results.len() {
+                cases.push_str(&format!(" WHEN ${} THEN ${}", 1 + 2 * i, 2 + 2 * i));
+            }
+            let next = 1 + 2 * results.len();
+            let done = shared.db.sql(&format!(
+                "UPDATE ey_inbox SET status = 'done', attempts = attempts + 1, \
+                 result = CASE id{cases} END, processed_at = ${}, next_attempt_at = NULL, \
+                 claimed_by = NULL, claimed_until = NULL WHERE claimed_by = ${} AND id IN ({})",
+                next,
+                next + 1,
+                params(next + 2, results.len())
+            )).into_owned();
+            let mut q = sqlx::query(&done);
+            for (id, result) in &results { q = q.bind(id).bind(result); }
+            q = q.bind(Utc::now()).bind(owner);
+            for (id, _) in &results { q = q.bind(id); }
+            let n = q.execute(&mut *tx).await?.rows_affected();
+            if n != results.len() as u64 {
+                // Cannot happen while the claim check's locks hold; undo all.
+                tx.rollback().await?;
+                for s in slots.iter_mut() {
+                    if matches!(s, Slot::Done) {
+                        *s = Slot::Lost;
+                    }
+                }
+                return Ok(slots);
+            }
+        }
+        tx.commit().await?;
+        Ok(slots)
     })
 }
 

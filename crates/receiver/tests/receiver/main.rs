@@ -4,6 +4,7 @@
 
 mod amqp;
 mod failures;
+mod groups;
 mod modes;
 mod pool;
 mod support;

@@ -1,0 +1,187 @@
+//! Grouped realtime transactions: the events queued for a type run in one
+//! transaction, each handler in its own savepoint, so a failing handler's
+//! writes are rolled back while the others in its group commit.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use eventyard_core::db::Backend;
+use eventyard_receiver::{
+    Handler, HandlerContext, HandlerOutcome, HandlerRegistry, InboxStatus, Message, ReplayRequest,
+};
+use eventyard_transport::InProcessTransport;
+
+use crate::support::*;
+
+/// Writes an effect row for every call, then answers by the event's
+/// account: `fail` fails for good; `retry` and
+/// `panic` do so on their first attempt only; anything else is done.
+#[derive(Default)]
+struct Grouped {
+    calls: AtomicUsize,
+    /// (account, attempt, PostgreSQL transaction id) per call.
+    seen: Mutex<Vec<(String, u32, Option<i64>)>>,
+}
+
+#[async_trait]
+impl Handler for Grouped {
+    async fn handle(&self, msg: &Message, ctx: &mut HandlerContext<'_>) -> HandlerOutcome {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let account = msg.fields.get_str("account").unwrap_or("").to_string();
+        let txid = match ctx.postgres() {
+            Some(c) => Some(
+                sqlx::query_scalar::<_, i64>("SELECT txid_current()")
+                    .fetch_one(c)
+                    .await
+                    .unwrap(),
+            ),
+            None => None,
+        };
+        self.seen
+            .lock()
+            .unwrap()
+            .push((account.clone(), msg.attempt, txid));
+        if let Err(e) = ctx
+            .execute(
+                "INSERT INTO effects (event_id, note) VALUES ($1, $2)",
+                &[&msg.event_id, &format!("attempt {}", msg.attempt)],
+            )
+            .await
+        {
+            return HandlerOutcome::fail(format!("effect insert failed: {e}"));
+        }
+        match (account.as_str(), msg.attempt) {
+            ("fail", _) => HandlerOutcome::fail("refused"),
+            ("retry", 1) => HandlerOutcome::retry("not yet"),
+            ("panic", 1) => panic!("handler blew up"),
+            _ => HandlerOutcome::done(format!("ok {account}")),
+        }
+    }
+}
+
+async fn failing_handler_in_a_group(backend: Backend) {
+    let exchange = unique("ex");
+    // Stored only at first, so that the events can be queued all at once.
+    let mut row = receive_row("ACCT.OPENED", &exchange, "none", "writer");
+    row.workers = 1;
+    let env = Env::new(
+        backend,
+        Arc::new(InProcessTransport::new()),
+        &exchange,
+        vec![row.clone()],
+    )
+    .await;
+    let handler = Arc::new(Grouped::default());
+    let mut handlers = HandlerRegistry::new();
+    handlers.register("writer", handler.clone());
+    let running = env.start(handlers, env.options()).await;
+    let accounts = ["ok1", "fail", "ok2", "panic", "retry", "ok3"];
+    let mut ids = BTreeMap::new();
+    for a in accounts {
+        ids.insert(a, env.publish("ACCT.OPENED", a).await);
+    }
+    env.wait_status("ACCT.OPENED", InboxStatus::Stored, 6, 10)
+        .await;
+    let moved = env
+        .inbox()
+        .replay(&ReplayRequest {
+            subscriber: Some(SUBSCRIBER.into()),
+            event_type: Some("ACCT.OPENED".into()),
+            status: InboxStatus::Stored,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(moved, 6);
+    // Realtime now: the retry poller claims the six together and queues them
+    // for the one worker.
+    row.process_mode = "realtime".into();
+    row.handler_id = Some("writer".into());
+    env.update_receive(&row).await;
+
+    env.wait_status("ACCT.OPENED", InboxStatus::Done, 5, 20)
+        .await;
+    env.wait_status("ACCT.OPENED", InboxStatus::Dead, 1, 5)
+        .await;
+
+    // The queued events ran as a group: one transaction for their first
+    // attempts (from `fail` on at least, should the worker have woken up
+    // before the poller had queued them all).
+    let seen = handler.seen.lock().unwrap().clone();
+    let first: Vec<&(String, u32, Option<i64>)> = seen
+        .iter()
+        .filter(|(_, attempt, _)| *attempt == 1)
+        .collect();
+    let order: Vec<&str> = first.iter().map(|(a, _, _)| a.as_str()).collect();
+    assert_eq!(order, accounts, "queued events run in order, each once");
+    if backend == Backend::Postgres {
+        let txids: std::collections::BTreeSet<Option<i64>> =
+            first.iter().skip(1).map(|(_, _, t)| *t).collect();
+        assert_eq!(txids.len(), 1, "one transaction for the group: {seen:?}");
+    }
+
+    // Effects: every event but `fail`; `retry` and `panic` only from their
+    // second attempt (the first attempt's row was rolled back with its savepoint).
+    let effects = env.effects().await;
+    let mut expected: Vec<String> = Vec::new();
+    for a in ["ok1", "ok2", "ok3", "retry", "panic"] {
+        expected.push(ids[a].clone());
+    }
+    expected.sort();
+    assert_eq!(effects, expected);
+    for row in env.rows("ACCT.OPENED").await {
+        let account = ids
+            .iter()
+            .find(|(_, id)| **id == row.event_id)
+            .map_or("?", |(a, _)| *a);
+        match account {
+            "fail" => {
+                assert_eq!(row.status, "dead");
+                assert_eq!(row.attempts, 1);
+                assert!(row.result.as_deref().unwrap_or("").contains("refused"));
+            }
+            "retry" | "panic" => {
+                assert_eq!(row.status, "done", "{account}");
+                assert_eq!(row.attempts, 2, "{account}");
+                assert_eq!(
+                    row.result.as_deref(),
+                    Some(format!("ok {account}").as_str())
+                );
+            }
+            _ => {
+                assert_eq!(row.status, "done", "{account}");
+                assert_eq!(row.attempts, 1, "{account}");
+                assert_eq!(
+                    row.result.as_deref(),
+                    Some(format!("ok {account}").as_str())
+                );
+            }
+        }
+    }
+    let notes: BTreeMap<String, String> = eventyard_core::with_pool!(&env.db, pool => {
+        sqlx::query_as::<_, (String, String)>("SELECT event_id, note FROM effects")
+            .fetch_all(pool).await.unwrap().into_iter().collect()
+    });
+    for a in ["retry", "panic"] {
+        assert_eq!(notes[&ids[a]], "attempt 2", "{a}");
+    }
+    assert_eq!(notes[&ids["ok2"]], "attempt 1");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_with_a_failing_handler_postgres() {
+    failing_handler_in_a_group(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_with_a_failing_handler_mysql() {
+    failing_handler_in_a_group(Backend::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_with_a_failing_handler_sqlite() {
+    failing_handler_in_a_group(Backend::Sqlite).await;
+}
