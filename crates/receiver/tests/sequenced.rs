@@ -863,3 +863,64 @@ async fn over_rabbitmq_lost_messages_and_a_new_epoch() {
     assert_eq!(env.state().await, Some((2, 5)));
     rx.shutdown().await;
 }
+
+/// The recorded inputs replay through a fresh tracker (as `seq simulate`
+/// does) to the state the daemon reached.
+#[tokio::test]
+async fn recorded_trace_replays_to_the_same_state() {
+    let env = env(Backend::Sqlite, None).await;
+    let dir = std::env::temp_dir().join(unique("trace"));
+    let sink = eventyard_receiver::sequenced::TraceSink::open(
+        &dir,
+        vec![(PRODUCER.to_string(), STREAM.to_string())],
+    )
+    .unwrap();
+    let rx = env
+        .start(seq_options(params(1000)).trace(Arc::new(sink)))
+        .await;
+    env.wait_listening().await;
+    env.transport
+        .fail_every_nth_publish(3, PublishFault::ConnectionLost);
+    for v in 1..=20 {
+        env.publish(v, None).await;
+    }
+    env.transport.clear_faults();
+    env.wait_replica(210, 20, 20).await;
+    rx.shutdown().await;
+    let text = std::fs::read_to_string(&dir).unwrap();
+    let _ = std::fs::remove_file(&dir);
+    let mut tracker: eventyard_seq::Tracker<()> = eventyard_seq::Tracker::new(params(1000));
+    let mut out = Vec::new();
+    let mut kinds = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let t = v["t"].as_u64().unwrap();
+        if let Some(m) = v.get("msg") {
+            kinds.insert("msg");
+            tracker.on_message(
+                t,
+                m["epoch"].as_u64().unwrap(),
+                m["seq"].as_u64().unwrap(),
+                (),
+                &mut out,
+            );
+        } else if v.get("tick").is_some() {
+            kinds.insert("tick");
+            tracker.on_tick(t, &mut out);
+        } else if let Some(f) = v.get("fetch_ok") {
+            kinds.insert("fetch_ok");
+            let seqs = f["seqs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| (s.as_u64().unwrap(), ()))
+                .collect();
+            tracker.on_fetch_ok(t, seqs, &mut out);
+        } else {
+            panic!("unexpected trace line {line}");
+        }
+    }
+    assert!(kinds.contains("fetch_ok"), "{text}");
+    assert_eq!(tracker.last(), Some(20), "{text}");
+    assert_eq!(tracker.mode(), eventyard_seq::Mode::Synced);
+}

@@ -226,10 +226,24 @@ impl Daemon {
                 .handler_timeout(s.receiver.handler_timeout)
                 .backlog(usize::try_from(s.receiver.max_backlog).unwrap_or(usize::MAX))
                 .prefetch(s.receiver.prefetch);
-            let options = match self.sequencing {
-                Some(seq) => options.sequencing(seq),
-                None => options,
-            };
+            let mut seq = self.sequencing.unwrap_or_default();
+            if let Some(path) = &s.receiver.seq_trace {
+                let mut keys = Vec::new();
+                for k in &s.receiver.seq_trace_keys {
+                    let (p, st) = k.split_once('/').ok_or_else(|| {
+                        DaemonError::Receiver(format!(
+                            "seq_trace_keys: `{k}` is not `producer/stream`"
+                        ))
+                    })?;
+                    keys.push((p.to_string(), st.to_string()));
+                }
+                let sink =
+                    eventyard_receiver::sequenced::TraceSink::open(path, keys).map_err(|e| {
+                        DaemonError::Receiver(format!("seq_trace {}: {e}", path.display()))
+                    })?;
+                seq = seq.trace(Arc::new(sink));
+            }
+            let options = options.sequencing(seq);
             let receiver = Receiver::new(
                 db.clone(),
                 Arc::clone(&transport),

@@ -158,6 +158,13 @@ pub struct ReceiverSettings {
     /// AMQP prefetch per queue.
     #[serde(default = "default_prefetch")]
     pub prefetch: u16,
+    /// Append the sequence trackers' inputs to this file as a
+    /// `seq simulate` trace (JSON lines).
+    #[serde(default)]
+    pub seq_trace: Option<std::path::PathBuf>,
+    /// Only these keys in the trace, each `producer/stream` (default: all).
+    #[serde(default)]
+    pub seq_trace_keys: Vec<String>,
 }
 
 fn default_handler_timeout() -> Duration {
@@ -176,6 +183,8 @@ impl Default for ReceiverSettings {
             handler_timeout: default_handler_timeout(),
             max_backlog: default_backlog(),
             prefetch: default_prefetch(),
+            seq_trace: None,
+            seq_trace_keys: Vec::new(),
         }
     }
 }

@@ -68,7 +68,6 @@ pub(super) struct Engine {
     source: Arc<dyn ResyncSource>,
     pub(super) keys: HashMap<Key, KeyState>,
     loaded: bool,
-    started: Instant,
     pub(super) out: Vec<Action<Item>>,
     last_poll: Instant,
     pub(super) inspect: super::inspect::InspectState,
@@ -95,7 +94,6 @@ pub(crate) async fn run(
         source,
         keys: HashMap::new(),
         loaded: false,
-        started: Instant::now(),
         out: Vec::new(),
         last_poll: Instant::now(),
         inspect: super::inspect::InspectState::default(),
@@ -120,7 +118,7 @@ fn jitter(d: Duration) -> Duration {
 
 impl Engine {
     pub(super) fn now_ms(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+        super::trace::now_ms()
     }
 
     fn sequenced(&self) -> bool {
@@ -241,6 +239,9 @@ impl Engine {
         if !dup && id > 0 {
             ks.held.insert((epoch, seq), id);
         }
+        if let Some(trace) = &self.opts.trace {
+            trace.message(now, key, epoch, seq);
+        }
         ks.tracker.on_message(now, epoch, seq, item, &mut self.out);
         if dup && id > 0 {
             let why = if epoch < ks.tracker.epoch() {
@@ -299,6 +300,15 @@ impl Engine {
             return;
         }
         let now = self.now_ms();
+        if let Some(trace) = &self.opts.trace {
+            let due = self
+                .keys
+                .iter()
+                .any(|(k, ks)| trace.wants(k) && ks.tracker.deadline().is_some_and(|d| now >= d));
+            if due {
+                trace.tick(now);
+            }
+        }
         let keys: Vec<Key> = self.keys.keys().cloned().collect();
         for key in keys {
             let reload = match self.keys.get_mut(&key) {
@@ -415,6 +425,9 @@ impl Engine {
                         tracing::warn!(event_type = %et, producer = %key.0, stream = %key.1, epoch, from, to,
                             error = %e, "sequenced: fetch failed");
                         // The tracker asks again at once; the retry waits for the backoff.
+                        if let Some(trace) = &self.opts.trace {
+                            trace.fetch_err(now, key);
+                        }
                         if let Some(ks) = self.keys.get_mut(key) {
                             ks.tracker.on_fetch_err(now, &mut self.out);
                         }
@@ -429,6 +442,9 @@ impl Engine {
                     Err(e) => {
                         tracing::warn!(event_type = %et, producer = %key.0, stream = %key.1, epoch, from, to,
                                 error = %e, "sequenced: cannot store fetched events");
+                        if let Some(trace) = &self.opts.trace {
+                            trace.fetch_err(now, key);
+                        }
                         if let Some(ks) = self.keys.get_mut(key) {
                             ks.tracker.on_fetch_err(now, &mut self.out);
                         }
@@ -467,6 +483,10 @@ impl Engine {
                     for (seq, item) in &messages {
                         ks.held.entry((epoch, *seq)).or_insert(item.id);
                     }
+                    if let Some(trace) = &self.opts.trace {
+                        let seqs: Vec<u64> = messages.iter().map(|(s, _)| *s).collect();
+                        trace.fetch_ok(now, key, &seqs);
+                    }
                     ks.tracker.on_fetch_ok(now, messages, &mut self.out);
                 }
             }
@@ -479,6 +499,9 @@ impl Engine {
                         if let Some(ks) = self.keys.get_mut(key) {
                             let (epoch, seq) = (snap.epoch, snap.seq);
                             ks.snapshot = Some(snap);
+                            if let Some(trace) = &self.opts.trace {
+                                trace.snapshot(now, key, epoch, seq);
+                            }
                             ks.tracker.on_snapshot(now, epoch, seq, &mut self.out);
                         }
                     }

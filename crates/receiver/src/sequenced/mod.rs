@@ -26,6 +26,7 @@ mod engine;
 mod inspect;
 mod source;
 mod store;
+mod trace;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,6 +39,7 @@ use crate::handler::{HandlerContext, HandlerOutcome};
 
 pub(crate) use engine::{run, Feed, Live};
 pub use source::{DbResyncSource, FetchedEvent, ResyncError, ResyncSource, StoredSnapshot};
+pub use trace::TraceSink;
 
 /// A producer's full state handed to a [`SnapshotHandler`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +84,7 @@ pub struct SeqOptions {
     pub(crate) safety_lag: Duration,
     pub(crate) source: Option<Arc<dyn ResyncSource>>,
     pub(crate) snapshot_handlers: HashMap<String, Arc<dyn SnapshotHandler>>,
+    pub(crate) trace: Option<Arc<TraceSink>>,
 }
 
 impl std::fmt::Debug for SeqOptions {
@@ -119,6 +122,7 @@ impl Default for SeqOptions {
             safety_lag: Duration::from_secs(5),
             source: None,
             snapshot_handlers: HashMap::new(),
+            trace: None,
         }
     }
 }
@@ -156,6 +160,13 @@ impl SeqOptions {
     /// [`DbResyncSource`] on the receiver's own database).
     pub fn source(mut self, source: Arc<dyn ResyncSource>) -> Self {
         self.source = Some(source);
+        self
+    }
+
+    /// Records the tracker inputs of the chosen keys as a `seq simulate`
+    /// trace (see [`TraceSink::open`]).
+    pub fn trace(mut self, sink: Arc<TraceSink>) -> Self {
+        self.trace = Some(sink);
         self
     }
 
