@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -95,6 +95,36 @@ pub(crate) fn next_attempt(
     Some(now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1)))
 }
 
+/// A running average of a type's handler call time (microseconds; unknown
+/// until the first call).
+struct CallTime(AtomicU64);
+
+impl Default for CallTime {
+    fn default() -> Self {
+        CallTime(AtomicU64::new(u64::MAX))
+    }
+}
+
+impl CallTime {
+    /// Calls this short are grouped greedily: a transaction costs more.
+    const QUICK_MICROS: u64 = 1_000;
+
+    fn observe(&self, took: Duration) {
+        let sample = u64::try_from(took.as_micros()).unwrap_or(u64::MAX / 8);
+        let old = self.0.load(Ordering::Relaxed);
+        let new = if old == u64::MAX {
+            sample
+        } else {
+            (old.saturating_mul(7).saturating_add(sample)) / 8
+        };
+        self.0.store(new, Ordering::Relaxed);
+    }
+
+    fn is_quick(&self) -> bool {
+        self.0.load(Ordering::Relaxed) < Self::QUICK_MICROS
+    }
+}
+
 /// What became of one job of a group.
 enum Next {
     /// Finished here: done, failure recorded, released, or its claim lost.
@@ -108,9 +138,10 @@ enum Next {
 
 /// Runs the jobs of one type, at most `workers` handler calls at a time
 /// (read live). A free worker takes a group of the jobs already queued (up
-/// to [`ReceiverOptions::realtime_group`](crate::ReceiverOptions::realtime_group),
-/// spread over the workers) and runs their handlers one after another in
-/// one transaction; it never waits for a group to fill.
+/// to [`ReceiverOptions::realtime_group`](crate::ReceiverOptions::realtime_group):
+/// all of them while handler calls are quick, else a share per worker) and
+/// runs their handlers one after another in one transaction; it never
+/// waits for a group to fill.
 pub(crate) async fn dispatcher(
     shared: Arc<Shared>,
     rt: Arc<TypeRuntime>,
@@ -123,6 +154,7 @@ pub(crate) async fn dispatcher(
     // The job ids of each running group, and how many jobs run in all.
     let mut groups: HashMap<tokio::task::Id, usize> = HashMap::new();
     let mut in_flight: usize = 0;
+    let call_time = Arc::new(CallTime::default());
     let accept = |job: Job, queue: &mut VecDeque<Job>, known: &mut HashSet<i64>| {
         if known.insert(job.id) || job.requeued {
             queue.push_back(job);
@@ -141,15 +173,23 @@ pub(crate) async fn dispatcher(
             shared.opts.realtime_group.max(1)
         };
         while running.len() < limit && !queue.is_empty() {
-            // Spread what is queued over the workers; never wait for more.
-            let take = queue.len().div_ceil(limit).clamp(1, group_max);
+            // Never wait for more. Quick handlers: take all that is queued
+            // (fewer, larger transactions); slower ones: spread it over the
+            // workers, so that they run in parallel.
+            let share = if call_time.is_quick() {
+                queue.len()
+            } else {
+                queue.len().div_ceil(limit)
+            };
+            let take = share.clamp(1, group_max);
             let group: Vec<Job> = queue.drain(..take.min(queue.len())).collect();
             let ids: Vec<i64> = group.iter().map(|j| j.id).collect();
             let n = group.len();
             let shared = Arc::clone(&shared);
             let rt = Arc::clone(&rt);
+            let call_time = Arc::clone(&call_time);
             let handle = running.spawn(async move {
-                match AssertUnwindSafe(process_group(&shared, &rt, group))
+                match AssertUnwindSafe(process_group(&shared, &rt, &call_time, group))
                     .catch_unwind()
                     .await
                 {
@@ -280,10 +320,18 @@ enum Slot {
 /// abandoned.
 const SAVEPOINT_ROLLBACK_WAIT: Duration = Duration::from_secs(5);
 
+/// Undoes the current handler's writes (the savepoint stays set).
+const ROLLBACK_TO: &str = "ROLLBACK TO SAVEPOINT ey_handler";
+
 /// Processes a group of jobs of one type: decodes them, then runs their
 /// handlers in one transaction (see [`run_group`]) and records the
 /// failures after its commit.
-async fn process_group(shared: &Shared, rt: &TypeRuntime, jobs: Vec<Job>) -> Vec<(i64, Next)> {
+async fn process_group(
+    shared: &Shared,
+    rt: &TypeRuntime,
+    call_time: &CallTime,
+    jobs: Vec<Job>,
+) -> Vec<(i64, Next)> {
     let settings = rt.settings();
     let owner = shared.opts.instance_id.as_str();
     let mode = settings.cfg.process_mode;
@@ -350,7 +398,7 @@ async fn process_group(shared: &Shared, rt: &TypeRuntime, jobs: Vec<Job>) -> Vec
         }
         return out;
     };
-    let slots = match run_group(shared, rt, &settings, &handler, &ready).await {
+    let slots = match run_group(shared, rt, &settings, &handler, call_time, &ready).await {
         Ok(slots) => slots,
         Err(e) => {
             out.extend(ready.into_iter().map(|r| again(rt, r.job, &e)));
@@ -410,6 +458,7 @@ async fn run_group(
     rt: &TypeRuntime,
     settings: &TypeSettings,
     handler: &HandlerKind,
+    call_time: &CallTime,
     ready: &[Ready],
 ) -> Result<Vec<Slot>> {
     let owner = shared.opts.instance_id.as_str();
@@ -473,6 +522,8 @@ async fn run_group(
         let mut slots: Vec<Slot> = Vec::with_capacity(ready.len());
         let mut results: Vec<(i64, String)> = Vec::new();
         let mut abandoned = false;
+        // Whether `ey_handler` is set (a later one releases it first).
+        let mut savepoint = false;
         for r in ready {
             if abandoned {
                 slots.push(Slot::Rerun);
@@ -482,27 +533,35 @@ async fn run_group(
                 slots.push(Slot::Lost);
                 continue;
             }
-            // SAVEPOINT: this handler's writes can be undone alone.
-            let mut sp = sqlx::Acquire::begin(&mut tx).await?;
+            // A savepoint, so that this handler's writes can be undone alone.
+            // Raw statements: the release of the previous one travels with it.
+            let set = if savepoint {
+                "RELEASE SAVEPOINT ey_handler; SAVEPOINT ey_handler"
+            } else {
+                "SAVEPOINT ey_handler"
+            };
+            sqlx::Executor::execute(&mut *tx, set).await?;
+            savepoint = true;
             let started = Instant::now();
             let result = {
                 let mut ctx = HandlerContext::new(
-                    &mut *sp,
+                    &mut *tx,
                     &shared.db,
                     &settings.cfg,
                     settings.handler_config.as_deref(),
                 );
                 call(handler, &r.msg, &mut ctx, settings.timeout).await
             };
-            shared.stats.observe_handler(&rt.event_type, started.elapsed(), 1);
+            let took = started.elapsed();
+            shared.stats.observe_handler(&rt.event_type, took, 1);
+            call_time.observe(took);
             match result {
                 Attempt::Returned(HandlerOutcome::Done { result }) => {
-                    sp.commit().await?;
                     results.push((r.job.id, result));
                     slots.push(Slot::Done);
                 }
                 Attempt::Returned(other) => {
-                    sp.rollback().await?;
+                    sqlx::Executor::execute(&mut *tx, ROLLBACK_TO).await?;
                     slots.push(Slot::Failed(Attempt::Returned(other)));
                 }
                 other => {
@@ -510,8 +569,12 @@ async fn run_group(
                     // with the handler's statement. Roll back to the savepoint
                     // if that finishes soon; otherwise drop the whole
                     // transaction and run the rest of the group again.
-                    let rolled = tokio::time::timeout(SAVEPOINT_ROLLBACK_WAIT, sp.rollback()).await;
-                    if !matches!(rolled, Ok(Ok(()))) {
+                    let rolled = tokio::time::timeout(
+                        SAVEPOINT_ROLLBACK_WAIT,
+                        sqlx::Executor::execute(&mut *tx, ROLLBACK_TO),
+                    )
+                    .await;
+                    if !matches!(rolled, Ok(Ok(_))) {
                         abandoned = true;
                         for s in slots.iter_mut() {
                             if matches!(s, Slot::Done) {
