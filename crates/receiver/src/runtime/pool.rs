@@ -151,7 +151,7 @@ pub(crate) async fn dispatcher(
     let mut queue: VecDeque<Job> = VecDeque::new();
     let mut known: HashSet<i64> = HashSet::new();
     let mut running: JoinSet<Vec<(i64, Next)>> = JoinSet::new();
-    // The job ids of each running group, and how many jobs run in all.
+    // How many jobs each running group has, and how many run in all.
     let mut groups: HashMap<tokio::task::Id, usize> = HashMap::new();
     let mut in_flight: usize = 0;
     let call_time = Arc::new(CallTime::default());
@@ -522,8 +522,28 @@ async fn run_group(
         let mut slots: Vec<Slot> = Vec::with_capacity(ready.len());
         let mut results: Vec<(i64, String)> = Vec::new();
         let mut abandoned = false;
-        // Whether `ey_handler` is set (a later one releases it first).
+        // Whether `ey_handler` is set. After a rollback to it, it still marks
+        // where the next handler starts; after a `Done`, it is released and
+        // set again.
         let mut savepoint = false;
+        // The last handler answered `Done` and its savepoint is not released yet.
+        let mut last_done = false;
+        // Releasing the savepoint after a `Done` fails when the handler left
+        // the transaction failed (PostgreSQL: a statement error it did not
+        // report): undo it like a failure, so that the others still commit.
+        macro_rules! release_or_demote {
+            ($sql:expr) => {
+                if let Err(e) = sqlx::Executor::execute(&mut *tx, $sql).await {
+                    sqlx::Executor::execute(&mut *tx, ROLLBACK_TO).await?;
+                    results.pop();
+                    if let Some(s) = slots.iter_mut().rev().find(|s| matches!(s, Slot::Done)) {
+                        *s = Slot::Failed(Attempt::Returned(HandlerOutcome::retry(format!(
+                            "the handler answered done, but its transaction failed: {e}"
+                        ))));
+                    }
+                }
+            };
+        }
         for r in ready {
             if abandoned {
                 slots.push(Slot::Rerun);
@@ -535,13 +555,13 @@ async fn run_group(
             }
             // A savepoint, so that this handler's writes can be undone alone.
             // Raw statements: the release of the previous one travels with it.
-            let set = if savepoint {
-                "RELEASE SAVEPOINT ey_handler; SAVEPOINT ey_handler"
-            } else {
-                "SAVEPOINT ey_handler"
-            };
-            sqlx::Executor::execute(&mut *tx, set).await?;
+            if last_done {
+                release_or_demote!("RELEASE SAVEPOINT ey_handler; SAVEPOINT ey_handler");
+            } else if !savepoint {
+                sqlx::Executor::execute(&mut *tx, "SAVEPOINT ey_handler").await?;
+            }
             savepoint = true;
+            last_done = false;
             let started = Instant::now();
             let result = {
                 let mut ctx = HandlerContext::new(
@@ -559,6 +579,7 @@ async fn run_group(
                 Attempt::Returned(HandlerOutcome::Done { result }) => {
                     results.push((r.job.id, result));
                     slots.push(Slot::Done);
+                    last_done = true;
                 }
                 Attempt::Returned(other) => {
                     sqlx::Executor::execute(&mut *tx, ROLLBACK_TO).await?;
@@ -589,6 +610,9 @@ async fn run_group(
         if abandoned {
             drop(tx);
             return Ok(slots);
+        }
+        if last_done {
+            release_or_demote!("RELEASE SAVEPOINT ey_handler");
         }
         if !results.is_empty() {
             // Placeholders numbered in order of use (MySQL's `?` are positional).

@@ -17,7 +17,8 @@ use crate::support::*;
 
 /// Writes an effect row for every call, then answers by the event's
 /// account: `fail` fails for good; `retry` and
-/// `panic` do so on their first attempt only; anything else is done.
+/// `panic` do so on their first attempt only; `sloppy…` ignores a failed
+/// statement; anything else is done.
 #[derive(Default)]
 struct Grouped {
     calls: AtomicUsize,
@@ -52,6 +53,13 @@ impl Handler for Grouped {
         {
             return HandlerOutcome::fail(format!("effect insert failed: {e}"));
         }
+        if account.starts_with("sloppy") {
+            // A failed statement the handler does not report: on PostgreSQL
+            // the transaction is failed from here on.
+            let _ = ctx
+                .execute("INSERT INTO no_such_table VALUES ($1)", &[&msg.event_id])
+                .await;
+        }
         match (account.as_str(), msg.attempt) {
             ("fail", _) => HandlerOutcome::fail("refused"),
             ("retry", 1) => HandlerOutcome::retry("not yet"),
@@ -61,7 +69,17 @@ impl Handler for Grouped {
     }
 }
 
-async fn failing_handler_in_a_group(backend: Backend) {
+/// A receiver whose one worker gets `accounts` queued all at once, so that
+/// they run as one group.
+async fn queued_group(
+    backend: Backend,
+    accounts: &[&'static str],
+) -> (
+    Env,
+    Arc<Grouped>,
+    BTreeMap<&'static str, String>,
+    eventyard_receiver::ReceiverHandle,
+) {
     let exchange = unique("ex");
     // Stored only at first, so that the events can be queued all at once.
     let mut row = receive_row("ACCT.OPENED", &exchange, "none", "writer");
@@ -77,12 +95,12 @@ async fn failing_handler_in_a_group(backend: Backend) {
     let mut handlers = HandlerRegistry::new();
     handlers.register("writer", handler.clone());
     let running = env.start(handlers, env.options()).await;
-    let accounts = ["ok1", "fail", "ok2", "panic", "retry", "ok3"];
     let mut ids = BTreeMap::new();
     for a in accounts {
-        ids.insert(a, env.publish("ACCT.OPENED", a).await);
+        ids.insert(*a, env.publish("ACCT.OPENED", a).await);
     }
-    env.wait_status("ACCT.OPENED", InboxStatus::Stored, 6, 10)
+    let n = i64::try_from(accounts.len()).unwrap();
+    env.wait_status("ACCT.OPENED", InboxStatus::Stored, n, 10)
         .await;
     let moved = env
         .inbox()
@@ -94,13 +112,18 @@ async fn failing_handler_in_a_group(backend: Backend) {
         })
         .await
         .unwrap();
-    assert_eq!(moved, 6);
-    // Realtime now: the retry poller claims the six together and queues them
+    assert_eq!(moved, n as u64);
+    // Realtime now: the retry poller claims them together and queues them
     // for the one worker.
     row.process_mode = "realtime".into();
     row.handler_id = Some("writer".into());
     env.update_receive(&row).await;
+    (env, handler, ids, running)
+}
 
+async fn failing_handler_in_a_group(backend: Backend) {
+    let accounts = ["ok1", "fail", "ok2", "panic", "retry", "ok3"];
+    let (env, handler, ids, running) = queued_group(backend, &accounts).await;
     env.wait_status("ACCT.OPENED", InboxStatus::Done, 5, 20)
         .await;
     env.wait_status("ACCT.OPENED", InboxStatus::Dead, 1, 5)
@@ -165,9 +188,37 @@ async fn failing_handler_in_a_group(backend: Backend) {
             .fetch_all(pool).await.unwrap().into_iter().collect()
     });
     for a in ["retry", "panic"] {
-        assert_eq!(notes[&ids[a]], "attempt 2", "{a}");
+        assert_eq!(notes[ids[a].as_str()], "attempt 2", "{a}");
     }
-    assert_eq!(notes[&ids["ok2"]], "attempt 1");
+    assert_eq!(notes[ids["ok2"].as_str()], "attempt 1");
+    running.shutdown().await;
+}
+
+/// PostgreSQL fails the whole transaction after a statement error: a handler
+/// that ignores one and answers `Done` is undone and retried, without
+/// taking its group down (in the middle of the group and at its end).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_with_a_handler_ignoring_a_statement_error_postgres() {
+    let accounts = ["ok1", "sloppy1", "ok2", "sloppy2"];
+    let (env, _handler, ids, running) = queued_group(Backend::Postgres, &accounts).await;
+    env.wait_status("ACCT.OPENED", InboxStatus::Done, 2, 20)
+        .await;
+    // Retried until out of attempts (5, backoff from 20 ms).
+    env.wait_status("ACCT.OPENED", InboxStatus::Dead, 2, 20)
+        .await;
+    let mut expected = vec![ids["ok1"].clone(), ids["ok2"].clone()];
+    expected.sort();
+    assert_eq!(env.effects().await, expected);
+    for row in env.rows("ACCT.OPENED").await {
+        if row.event_id == ids["sloppy1"] || row.event_id == ids["sloppy2"] {
+            assert_eq!(row.status, "dead");
+            let result = row.result.unwrap_or_default();
+            assert!(result.contains("transaction failed"), "{result}");
+        } else {
+            assert_eq!(row.status, "done");
+            assert_eq!(row.attempts, 1);
+        }
+    }
     running.shutdown().await;
 }
 
