@@ -532,8 +532,16 @@ async fn tail_gap_found_by_inspection(backend: Backend) {
         .db
         .sql("SELECT COUNT(*) FROM ey_seq_checkpoint WHERE subscriber = $1 AND event_type = $2")
         .into_owned();
-    let n: i64 = with_pool!(&env.db, pool => sqlx::query_scalar(&sql).bind(SUBSCRIBER).bind(&env.et)
-        .fetch_one(pool).await.unwrap());
+    // The pass commits its checkpoint after applying what it found: wait for it.
+    let mut n: i64 = 0;
+    for _ in 0..100 {
+        n = with_pool!(&env.db, pool => sqlx::query_scalar(&sql).bind(SUBSCRIBER).bind(&env.et)
+            .fetch_one(pool).await.unwrap());
+        if n == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     assert_eq!(n, 1, "the pass committed a checkpoint");
     rx.shutdown().await;
 }
