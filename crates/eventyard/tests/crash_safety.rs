@@ -4,68 +4,23 @@
 //! `done` transaction — saw each event exactly once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eventyard_core::config::{
     ConfigStore, ConfigWatcher, RawReceiveRow, RawSendRow, StaticCatalog, WatchOptions,
 };
-use eventyard_core::db::{Backend, Db};
+use eventyard_core::db::Backend;
 use eventyard_core::with_pool;
 use eventyard_sender::{Outbox, Publisher, PublisherOptions};
 use eventyard_testkit::TestDb;
 use eventyard_transport::{AmqpOptions, AmqpTransport, Transport};
+use support::{free_port, scalar, start_daemon};
 
 const EVENTS: usize = 10_000;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn healthy(addr: SocketAddr) -> bool {
-    let Ok(mut s) = TcpStream::connect(addr) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if write!(s, "GET /healthz HTTP/1.1\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.starts_with("HTTP/1.1 200")
-}
-
-fn start_daemon(settings: &Path, port: u16) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_eventyard"))
-        .env_remove("EVENTYARD_DATABASE_URL")
-        .env_remove("EVENTYARD_AMQP_URL")
-        .env("EVENTYARD_LOG", "error")
-        .args(["run", "--config"])
-        .arg(settings)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !healthy(addr) {
-        assert!(Instant::now() < deadline, "the daemon did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    child
-}
-
-async fn scalar(db: &Db, sql: &str) -> i64 {
-    with_pool!(db, pool => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await.unwrap())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_loses_nothing_and_processes_nothing_twice() {

@@ -1,7 +1,8 @@
 //! The daemon: start, schedule batches, serve /metrics and /healthz, purge, stop.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
+mod support;
+
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -13,17 +14,6 @@ use eventyard_core::with_pool;
 use eventyard_sender::{OutboxStatus, Outcome};
 use eventyard_testkit::TestDb;
 use eventyard_transport::{Subscription, Transport};
-
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let code = out.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (code, body)
-}
 
 #[tokio::test]
 async fn the_daemon_sends_batches_on_schedule_and_reports_health() {
@@ -75,15 +65,15 @@ async fn the_daemon_sends_batches_on_schedule_and_reports_health() {
     assert_eq!(outbox.count(OutboxStatus::Sent, None).await.unwrap(), 1);
 
     let addr = running.http_addr().unwrap();
-    let (code, body) = tokio::task::spawn_blocking(move || get(addr, "/healthz"))
+    let (code, body) = tokio::task::spawn_blocking(move || support::get(addr, "/healthz").unwrap())
         .await
         .unwrap();
     assert_eq!((code, body.as_str()), (200, "ok\n"));
-    let (code, _) = tokio::task::spawn_blocking(move || get(addr, "/metrics"))
+    let (code, _) = tokio::task::spawn_blocking(move || support::get(addr, "/metrics").unwrap())
         .await
         .unwrap();
     assert_eq!(code, 200);
-    let (code, _) = tokio::task::spawn_blocking(move || get(addr, "/nope"))
+    let (code, _) = tokio::task::spawn_blocking(move || support::get(addr, "/nope").unwrap())
         .await
         .unwrap();
     assert_eq!(code, 404);
@@ -155,7 +145,7 @@ fn eventyard_run_stops_cleanly_on_sigterm() {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut healthy = false;
     for _ in 0..100 {
-        if TcpStream::connect(addr).is_ok() && get(addr, "/healthz").0 == 200 {
+        if TcpStream::connect(addr).is_ok() && support::healthy(addr) {
             healthy = true;
             break;
         }
