@@ -3,9 +3,8 @@
 //!
 //! ```sh
 //! cargo run -p eventyard-quickstart                       # SQLite in a temp file, in-process transport
-//! cargo run -p eventyard-quickstart -- \
-//!     --database-url postgres://postgres@127.0.0.1:5432/test \
-//!     --amqp-url amqp://guest:guest@127.0.0.1:5672/%2f    # PostgreSQL and RabbitMQ
+//! cargo run -p eventyard-quickstart -- --services        # the local PostgreSQL and RabbitMQ
+//! cargo run -p eventyard-quickstart -- --database-url … --amqp-url …   # any others
 //! ```
 //!
 //! What it sets up (all as config rows, the way an operator would):
@@ -43,6 +42,11 @@ struct Args {
     /// Events per type.
     #[arg(long, default_value_t = 20)]
     events: u32,
+    /// Use the local PostgreSQL and RabbitMQ
+    /// (`postgres://postgres@127.0.0.1:5432/test`, `amqp://guest:guest@127.0.0.1:5672/%2f`)
+    /// unless --database-url / --amqp-url say otherwise.
+    #[arg(long)]
+    services: bool,
 }
 
 const ORDER: &str = "ORDER.PLACED";
@@ -181,7 +185,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
         )
         .init();
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.services {
+        args.database_url
+            .get_or_insert_with(|| "postgres://postgres@127.0.0.1:5432/test".into());
+        args.amqp_url
+            .get_or_insert_with(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    }
     let temp = tempfile::tempdir()?;
     let database_url = args
         .database_url
