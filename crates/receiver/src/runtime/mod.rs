@@ -441,7 +441,10 @@ async fn reconcile(
         let subscription = Subscription::new(&settings.cfg.queue, &settings.cfg.exchange)
             .bind(&settings.cfg.binding_key)
             .prefetch(shared.opts.prefetch)
-            .dead_letter(true);
+            .dead_letter(true)
+            // Sequenced: one instance consumes at a time (all messages of a
+            // (producer, stream) reach one tracker); the others take over.
+            .single_active_consumer(settings.cfg.sequenced);
         let rt = match existing {
             Some(rt) => {
                 *rt.settings.write().unwrap_or_else(PoisonError::into_inner) = settings;

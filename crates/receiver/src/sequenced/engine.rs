@@ -59,6 +59,20 @@ pub(super) struct KeyState {
     blocked_until: Option<Instant>,
     apply_failures: u32,
     snapshot: Option<StoredSnapshot>,
+    /// The `ey_stream_state` (epoch, last seq) this engine last read or
+    /// wrote for the key. An apply checks it in its transaction: another
+    /// value means another instance moved the key on (a single-active-
+    /// consumer hand-over), and the key is reloaded instead.
+    committed: Option<(u64, u64)>,
+}
+
+/// How an apply ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Applied {
+    Yes,
+    No,
+    /// `ey_stream_state` moved under this engine: reload the key.
+    Stale,
 }
 
 pub(super) struct Engine {
@@ -179,6 +193,7 @@ impl Engine {
                         blocked_until: None,
                         apply_failures: 0,
                         snapshot: None,
+                        committed: state,
                     },
                 );
                 true
@@ -273,8 +288,13 @@ impl Engine {
             return;
         };
         let key = (producer, seq.stream.clone());
-        if !self.ensure_key(&key).await {
-            return;
+        if !self.keys.contains_key(&key) {
+            // A key new here (e.g. taken over from another instance): its
+            // stored state, then its stored unapplied rows.
+            self.reload(&key).await;
+            if !self.keys.contains_key(&key) {
+                return;
+            }
         }
         if self
             .keys
@@ -554,9 +574,20 @@ impl Engine {
                     if let Some(ks) = self.keys.get_mut(key) {
                         ks.held.remove(&(epoch, seq));
                     }
-                    if !self.apply(key, epoch, seq, payload).await {
-                        self.block(key);
-                        return;
+                    match self.apply(key, epoch, seq, payload).await {
+                        Applied::Yes => {}
+                        Applied::No => {
+                            self.block(key);
+                            return;
+                        }
+                        Applied::Stale => {
+                            // Reloaded from the database on the next tick.
+                            if let Some(ks) = self.keys.get_mut(key) {
+                                ks.blocked_until = Some(Instant::now());
+                                ks.request = None;
+                            }
+                            return;
+                        }
                     }
                     if let Some(ks) = self.keys.get_mut(key) {
                         ks.apply_failures = 0;
@@ -597,11 +628,22 @@ impl Engine {
         if mode_changed {
             if let Some(ks) = self.keys.get(key) {
                 let t = &ks.tracker;
-                if let Err(e) =
-                    store::save_mode(&self.shared, key, t.epoch(), t.last(), t.mode().as_str())
-                        .await
-                {
-                    tracing::debug!(error = %e, "sequenced: cannot record the mode");
+                let saved = store::save_mode(
+                    &self.shared,
+                    key,
+                    ks.committed,
+                    (t.epoch(), t.last()),
+                    t.mode().as_str(),
+                )
+                .await;
+                match saved {
+                    Ok(Some(state)) => {
+                        if let Some(ks) = self.keys.get_mut(key) {
+                            ks.committed = Some(state);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!(error = %e, "sequenced: cannot record the mode"),
                 }
             }
         }
@@ -614,11 +656,12 @@ impl Engine {
     }
 
     /// Runs the handler of one event and records `(epoch, seq)` in the
-    /// transaction that marks its row done. `false`: not applied.
-    async fn apply(&mut self, key: &Key, epoch: u64, seq: u64, item: Item) -> bool {
+    /// transaction that marks its row done.
+    async fn apply(&mut self, key: &Key, epoch: u64, seq: u64, item: Item) -> Applied {
         let Some(msg) = item.msg else {
-            return true;
+            return Applied::Yes;
         };
+        let committed = self.keys.get(key).and_then(|ks| ks.committed);
         let settings = self.rt.settings();
         let shared = Arc::clone(&self.shared);
         let mode = self.mode_of(key);
@@ -632,18 +675,26 @@ impl Engine {
             tracing::warn!(event_type = %et, producer = %key.0, stream = %key.1, epoch, seq, reason = %reason,
                 "sequenced: cannot apply; the key waits");
             let _ = store::record_failure(&shared, id, &reason).await;
-            return false;
+            return Applied::No;
         };
         let owner = shared.opts.instance_id.clone();
-        let result: Result<Option<String>> = async {
+        let result: Result<Option<Option<String>>> = async {
             let lease = lease_until(Utc::now(), settings.timeout + shared.opts.lease);
             let state_sql = store::upsert_state_sql(shared.db.backend());
+            let fence = store::locked_state_sql(&shared);
             with_pool!(&shared.db, pool => {
                 let mut tx = if shared.db.backend() == Backend::Sqlite {
                     pool.begin_with("BEGIN IMMEDIATE").await?
                 } else {
                     pool.begin().await?
                 };
+                let stored: Option<(i64, i64)> = sqlx::query_as(&fence)
+                    .bind(&shared.opts.subscriber).bind(&key.0).bind(&key.1)
+                    .fetch_optional(&mut *tx).await?;
+                if stored != committed.map(|(e, l)| (i64_of(e), i64_of(l))) {
+                    drop(tx);
+                    return Ok(None);
+                }
                 let lock = shared.db.sql(
                     "UPDATE ey_inbox SET claimed_by = $1, claimed_until = $2 WHERE id = $3 \
                      AND status IN ('received', 'retrying')",
@@ -656,7 +707,7 @@ impl Engine {
                         .bind(i64_of(epoch)).bind(i64_of(seq)).bind(mode).bind(Utc::now())
                         .execute(&mut *tx).await?;
                     tx.commit().await?;
-                    return Ok(None);
+                    return Ok(Some(None));
                 }
                 let mut msg = *msg;
                 let started = Instant::now();
@@ -684,11 +735,11 @@ impl Engine {
                         sqlx::query(&done).bind(&result).bind(Utc::now()).bind(id)
                             .execute(&mut *tx).await?;
                         tx.commit().await?;
-                        Ok(None)
+                        Ok(Some(None))
                     }
                     other => {
                         drop(tx);
-                        Ok(Some(other.failure_text().unwrap_or_default()))
+                        Ok(Some(Some(other.failure_text().unwrap_or_default())))
                     }
                 }
             })
@@ -696,20 +747,28 @@ impl Engine {
         .await;
         match result {
             Ok(None) => {
-                shared.stats.update(&et, |s| s.processed += 1);
-                true
+                tracing::info!(event_type = %et, producer = %key.0, stream = %key.1, epoch, seq,
+                    "sequenced: the stored stream state moved (another instance applied); reloading the key");
+                Applied::Stale
             }
-            Ok(Some(reason)) => {
+            Ok(Some(None)) => {
+                shared.stats.update(&et, |s| s.processed += 1);
+                if let Some(ks) = self.keys.get_mut(key) {
+                    ks.committed = Some((epoch, seq));
+                }
+                Applied::Yes
+            }
+            Ok(Some(Some(reason))) => {
                 tracing::warn!(event_type = %et, producer = %key.0, stream = %key.1, epoch, seq, id,
                     reason = %reason, "sequenced: handler failed; the key waits and retries with backoff");
                 shared.stats.update(&et, |s| s.retried += 1);
                 let _ = store::record_failure(&shared, id, &reason).await;
-                false
+                Applied::No
             }
             Err(e) => {
                 tracing::warn!(event_type = %et, producer = %key.0, stream = %key.1, epoch, seq, id,
                     error = %e, "sequenced: database error while applying; retrying");
-                false
+                Applied::No
             }
         }
     }
@@ -789,6 +848,9 @@ impl Engine {
             Ok(None) => {
                 tracing::info!(target: "eventyard::seq", event_type = %et, producer = %key.0, stream = %key.1,
                     epoch = snapshot.epoch, seq = snapshot.seq, "sequenced: snapshot applied");
+                if let Some(ks) = self.keys.get_mut(key) {
+                    ks.committed = Some((snapshot.epoch, snapshot.seq));
+                }
                 true
             }
             Ok(Some(reason)) => {

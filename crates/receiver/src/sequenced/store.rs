@@ -29,6 +29,24 @@ pub(crate) async fn load_state(shared: &Shared, key: &Key) -> Result<Option<(u64
     Ok(row.map(|(e, l)| (u64::try_from(e).unwrap_or(1), u64::try_from(l).unwrap_or(0))))
 }
 
+/// Reads a key's `(epoch, last_seq)` and locks the row until the
+/// transaction ends (SQLite: the transaction holds the write lock already);
+/// binds: subscriber, producer, stream.
+pub(crate) fn locked_state_sql(shared: &Shared) -> String {
+    let lock = if shared.db.backend() == Backend::Sqlite {
+        ""
+    } else {
+        " FOR UPDATE"
+    };
+    shared
+        .db
+        .sql(&format!(
+            "SELECT epoch, last_seq FROM ey_stream_state WHERE subscriber = $1 \
+             AND producer_id = $2 AND stream = $3{lock}"
+        ))
+        .into_owned()
+}
+
 /// The stored, unapplied rows of a type (of one key, if given), in
 /// (producer, stream, epoch, seq) order.
 pub(crate) async fn unapplied(
@@ -80,21 +98,40 @@ pub(crate) async fn record_failure(shared: &Shared, id: i64, reason: &str) -> Re
 
 /// Sets the `mode` shown by `seq status` (and, with `last` known, the
 /// whole state) of a key.
+///
+/// With a known `last`, the row is written only if it still holds
+/// `expected` (what this engine last read or wrote); returns the new value
+/// then, `None` if another instance moved the key on or `last` is unknown.
 pub(crate) async fn save_mode(
     shared: &Shared,
     key: &Key,
-    epoch: u64,
-    last: Option<u64>,
+    expected: Option<(u64, u64)>,
+    (epoch, last): (u64, Option<u64>),
     mode: &str,
-) -> Result<()> {
+) -> Result<Option<(u64, u64)>> {
     match last {
         Some(last) => {
             let sql = upsert_state_sql(shared.db.backend());
+            let fence = locked_state_sql(shared);
+            let expected = expected.map(|(e, l)| (i64_of(e), i64_of(l)));
             with_pool!(&shared.db, pool => {
+                let mut tx = if shared.db.backend() == Backend::Sqlite {
+                    pool.begin_with("BEGIN IMMEDIATE").await?
+                } else {
+                    pool.begin().await?
+                };
+                let stored: Option<(i64, i64)> = sqlx::query_as(&fence)
+                    .bind(&shared.opts.subscriber).bind(&key.0).bind(&key.1)
+                    .fetch_optional(&mut *tx).await?;
+                if stored != expected {
+                    return Ok(None);
+                }
                 sqlx::query(sql).bind(&shared.opts.subscriber).bind(&key.0).bind(&key.1)
                     .bind(i64_of(epoch)).bind(i64_of(last)).bind(mode).bind(Utc::now())
-                    .execute(pool).await?;
+                    .execute(&mut *tx).await?;
+                tx.commit().await?;
             });
+            return Ok(Some((epoch, last)));
         }
         None => {
             let sql = shared.db.sql(
@@ -107,7 +144,7 @@ pub(crate) async fn save_mode(
             });
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// The upsert of one `ey_stream_state` row; binds: subscriber, producer,

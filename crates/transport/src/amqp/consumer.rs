@@ -123,10 +123,17 @@ impl AmqpConsumer {
         if sub.single_active_consumer {
             args.push(("x-single-active-consumer", AMQPValue::Boolean(true)));
         }
+        // A durable queue keeps the arguments it was first declared with;
+        // RabbitMQ answers PRECONDITION_FAILED to a declaration with others.
+        let declared = format!(
+            "{what} (with dead-letter = {}, x-single-active-consumer = {}; if it exists with \
+             other arguments (PRECONDITION_FAILED), use a new queue name or delete the queue)",
+            sub.dead_letter, sub.single_active_consumer
+        );
         channel
             .queue_declare(queue.clone(), durable(), convert::table(args))
             .await
-            .map_err(topology(what.clone()))?;
+            .map_err(topology(declared))?;
         if !sub.exchange.is_empty() {
             let exchange = short(&sub.exchange, "the exchange name", "-")?;
             for key in &sub.binding_keys {
