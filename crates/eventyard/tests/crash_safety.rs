@@ -6,9 +6,7 @@
 
 mod support;
 
-use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use eventyard_core::config::{
     ConfigStore, ConfigWatcher, RawReceiveRow, RawSendRow, StaticCatalog, WatchOptions,
@@ -49,17 +47,8 @@ async fn sigkill_mid_stream_loses_nothing_and_processes_nothing_twice() {
     });
 
     let dir = tempfile::tempdir().unwrap();
-    let settings = dir.path().join("eventyard.toml");
     let port = free_port();
-    std::fs::write(
-        &settings,
-        format!(
-            "database_url = \"{}\"\namqp_url = \"{}\"\nsystem_id = \"CRM\"\ninstance_id = \"crm-1\"\nroles = [\"subscriber\"]\n[http]\nlisten = \"127.0.0.1:{port}\"\n[config]\npoll_interval = \"200ms\"\n",
-            t.url,
-            eventyard_testkit::amqp_url()
-        ),
-    )
-    .unwrap();
+    let settings = support::subscriber_settings(dir.path(), &t, "crm-1", port);
     let mut daemon = start_daemon(&settings, port);
 
     // Publish 10,000 events from 32 tasks while the daemon consumes.
@@ -100,18 +89,14 @@ async fn sigkill_mid_stream_loses_nothing_and_processes_nothing_twice() {
     }
 
     // Kill the daemon once it is well into the stream.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let done = scalar(&t.db, "SELECT COUNT(*) FROM handled").await;
-        if done >= 1500 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the daemon made no progress ({done})"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    support::wait_count(
+        &t.db,
+        "SELECT COUNT(*) FROM handled",
+        1500,
+        120,
+        "before the kill",
+    )
+    .await;
     daemon.kill().unwrap();
     daemon.wait().unwrap();
     while let Some(r) = tasks.join_next().await {
@@ -124,23 +109,16 @@ async fn sigkill_mid_stream_loses_nothing_and_processes_nothing_twice() {
     );
 
     // Start it again: it finishes the rest.
-    let mut daemon = start_daemon(&settings, port);
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let done = scalar(&t.db, "SELECT COUNT(*) FROM ey_inbox WHERE status = 'done'").await;
-        if done >= EVENTS as i64 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {done} of {EVENTS} done after the restart"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let _ = Command::new("kill")
-        .args(["-TERM", &daemon.id().to_string()])
-        .status();
-    let _ = daemon.wait();
+    let daemon = start_daemon(&settings, port);
+    support::wait_count(
+        &t.db,
+        "SELECT COUNT(*) FROM ey_inbox WHERE status = 'done'",
+        EVENTS as i64,
+        180,
+        "after the restart",
+    )
+    .await;
+    support::stop(daemon);
 
     assert_eq!(
         scalar(&t.db, "SELECT COUNT(*) FROM ey_inbox").await,

@@ -6,15 +6,10 @@
 
 mod support;
 
-use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use eventyard_core::config::{
-    ConfigStore, ConfigWatcher, RawReceiveRow, RawSendRow, StaticCatalog, WatchOptions,
-};
+use eventyard_core::config::{ConfigWatcher, StaticCatalog, WatchOptions};
 use eventyard_core::db::Backend;
-use eventyard_core::with_pool;
 use eventyard_sender::{EventMeta, Outbox, Publisher, PublisherOptions};
 use eventyard_testkit::TestDb;
 use eventyard_transport::{
@@ -31,45 +26,11 @@ fn lost(n: u64) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_resync_resumes_and_applies_everything_once_in_order() {
     let t = TestDb::migrated(Backend::Postgres).await;
-    let suffix = uuid::Uuid::new_v4().simple().to_string();
-    let (event_type, exchange) = (format!("SEQ.{suffix}"), format!("ex.{suffix}"));
-    with_pool!(&t.db, pool => {
-        // No unique key on purpose: a second application would show.
-        sqlx::query("CREATE TABLE applied (id BIGSERIAL PRIMARY KEY, event_id TEXT NOT NULL, v BIGINT NOT NULL)")
-            .execute(pool).await.unwrap();
-    });
-    let store = Arc::new(ConfigStore::new(t.db.clone()));
-    let mut send = RawSendRow::new(&event_type);
-    send.exchange = exchange.clone();
-    send.sequenced = true;
-    send.retry_count = 0;
-    store.upsert_send(&send).await.unwrap();
-    let mut recv = RawReceiveRow::new(&event_type, "CRM");
-    recv.exchange = exchange.clone();
-    recv.queue = Some(format!("q.{suffix}"));
-    recv.handler_id = Some("sql".into());
-    recv.sequenced = true;
-    recv.converter_rules = Some(format!(
-        "kind = \"xml\"\n[[fields]]\nname = \"v\"\npath = \"{event_type}/v\"\n"
-    ));
-    store.upsert_receive(&recv).await.unwrap();
-    with_pool!(&t.db, pool => {
-        sqlx::query("UPDATE ey_receive_config SET handler_config = 'INSERT INTO applied (event_id, v) VALUES (:event_id, :v::bigint)'")
-            .execute(pool).await.unwrap();
-    });
+    let (store, event_type, exchange, _queue) = support::sequenced_sql_type(&t).await;
 
     let dir = tempfile::tempdir().unwrap();
-    let settings = dir.path().join("eventyard.toml");
     let port = free_port();
-    std::fs::write(
-        &settings,
-        format!(
-            "database_url = \"{}\"\namqp_url = \"{}\"\nsystem_id = \"CRM\"\ninstance_id = \"crm-1\"\nroles = [\"subscriber\"]\n[http]\nlisten = \"127.0.0.1:{port}\"\n[config]\npoll_interval = \"200ms\"\n",
-            t.url,
-            eventyard_testkit::amqp_url()
-        ),
-    )
-    .unwrap();
+    let settings = support::subscriber_settings(dir.path(), &t, "crm-1", port);
     let mut daemon = start_daemon(&settings, port);
 
     let amqp: Arc<dyn Transport> = Arc::new(
@@ -136,18 +97,14 @@ async fn sigkill_mid_resync_resumes_and_applies_everything_once_in_order() {
     });
 
     // Kill the daemon while it fetches the 600 lost events behind seq 1000.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let done = scalar(&t.db, "SELECT COUNT(*) FROM applied").await;
-        if done >= 1100 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the daemon made no progress ({done})"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    support::wait_count(
+        &t.db,
+        "SELECT COUNT(*) FROM applied",
+        1100,
+        120,
+        "before the kill",
+    )
+    .await;
     daemon.kill().unwrap();
     daemon.wait().unwrap();
     producer.await.unwrap();
@@ -158,23 +115,16 @@ async fn sigkill_mid_resync_resumes_and_applies_everything_once_in_order() {
     );
 
     // Start it again: it resumes from ey_stream_state and the stored rows.
-    let mut daemon = start_daemon(&settings, port);
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let done = scalar(&t.db, "SELECT COUNT(*) FROM applied").await;
-        if done >= EVENTS as i64 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {done} of {EVENTS} applied after the restart"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let _ = Command::new("kill")
-        .args(["-TERM", &daemon.id().to_string()])
-        .status();
-    let _ = daemon.wait();
+    let daemon = start_daemon(&settings, port);
+    support::wait_count(
+        &t.db,
+        "SELECT COUNT(*) FROM applied",
+        EVENTS as i64,
+        180,
+        "after the restart",
+    )
+    .await;
+    support::stop(daemon);
 
     assert_eq!(
         scalar(&t.db, "SELECT COUNT(*) FROM applied").await,

@@ -9,15 +9,11 @@
 
 mod support;
 
-use std::process::{Child, Command};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use eventyard_core::config::{
-    ConfigStore, ConfigWatcher, RawReceiveRow, RawSendRow, StaticCatalog, WatchOptions,
-};
-use eventyard_core::db::{Backend, Db};
-use eventyard_core::with_pool;
+use eventyard_core::config::{ConfigWatcher, StaticCatalog, WatchOptions};
+use eventyard_core::db::Backend;
 use eventyard_sender::{EventMeta, Outbox, Publisher, PublisherOptions};
 use eventyard_testkit::TestDb;
 use eventyard_transport::{
@@ -34,76 +30,15 @@ fn lost(n: u64) -> bool {
     (801..=1200).contains(&n) || n.is_multiple_of(37)
 }
 
-fn settings(dir: &std::path::Path, t: &TestDb, instance: &str, port: u16) -> std::path::PathBuf {
-    let path = dir.join(format!("{instance}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            "database_url = \"{}\"\namqp_url = \"{}\"\nsystem_id = \"CRM\"\ninstance_id = \"{instance}\"\nroles = [\"subscriber\"]\n[http]\nlisten = \"127.0.0.1:{port}\"\n[config]\npoll_interval = \"200ms\"\n",
-            t.url,
-            eventyard_testkit::amqp_url()
-        ),
-    )
-    .unwrap();
-    path
-}
-
-async fn wait_applied(db: &Db, n: i64, secs: u64, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let done = scalar(db, "SELECT COUNT(*) FROM applied").await;
-        if done >= n {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: only {done} of {n} applied"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-fn stop(mut daemon: Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &daemon.id().to_string()])
-        .status();
-    let _ = daemon.wait();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_standby_daemon_takes_over_a_sequenced_queue_and_applies_everything_once_in_order() {
     let t = TestDb::migrated(Backend::Postgres).await;
-    let suffix = uuid::Uuid::new_v4().simple().to_string();
-    let (event_type, exchange) = (format!("SEQ.{suffix}"), format!("ex.{suffix}"));
-    with_pool!(&t.db, pool => {
-        // No unique key on purpose: a second application would show.
-        sqlx::query("CREATE TABLE applied (id BIGSERIAL PRIMARY KEY, event_id TEXT NOT NULL, v BIGINT NOT NULL)")
-            .execute(pool).await.unwrap();
-    });
-    let store = Arc::new(ConfigStore::new(t.db.clone()));
-    let mut send = RawSendRow::new(&event_type);
-    send.exchange = exchange.clone();
-    send.sequenced = true;
-    send.retry_count = 0;
-    store.upsert_send(&send).await.unwrap();
-    let mut recv = RawReceiveRow::new(&event_type, "CRM");
-    recv.exchange = exchange.clone();
-    recv.queue = Some(format!("q.{suffix}"));
-    recv.handler_id = Some("sql".into());
-    recv.sequenced = true;
-    recv.converter_rules = Some(format!(
-        "kind = \"xml\"\n[[fields]]\nname = \"v\"\npath = \"{event_type}/v\"\n"
-    ));
-    store.upsert_receive(&recv).await.unwrap();
-    with_pool!(&t.db, pool => {
-        sqlx::query("UPDATE ey_receive_config SET handler_config = 'INSERT INTO applied (event_id, v) VALUES (:event_id, :v::bigint)'")
-            .execute(pool).await.unwrap();
-    });
+    let (store, event_type, exchange, queue) = support::sequenced_sql_type(&t).await;
 
     let dir = tempfile::tempdir().unwrap();
     let (port_a, port_b) = (free_port(), free_port());
-    let settings_a = settings(dir.path(), &t, "crm-a", port_a);
-    let settings_b = settings(dir.path(), &t, "crm-b", port_b);
+    let settings_a = support::subscriber_settings(dir.path(), &t, "crm-a", port_a);
+    let settings_b = support::subscriber_settings(dir.path(), &t, "crm-b", port_b);
     let daemon_a = start_daemon(&settings_a, port_a);
 
     let amqp: Arc<dyn Transport> = Arc::new(
@@ -135,7 +70,7 @@ async fn the_standby_daemon_takes_over_a_sequenced_queue_and_applies_everything_
         transport,
         PublisherOptions::new("CORE"),
     );
-    let (queue, probe) = (format!("q.{suffix}"), Arc::clone(&amqp));
+    let (queue, probe) = (queue.clone(), Arc::clone(&amqp));
     let probe_exchange = exchange.clone();
     let publish = move |range: std::ops::RangeInclusive<u64>| {
         let (p, amqp) = (publisher.clone(), Arc::clone(&amqp));
@@ -176,13 +111,20 @@ async fn the_standby_daemon_takes_over_a_sequenced_queue_and_applies_everything_
 
     // Only A runs: it is the queue's active consumer.
     publish(1..=FIRST).await.unwrap();
-    wait_applied(&t.db, FIRST as i64, 60, "daemon A alone").await;
+    support::wait_count(
+        &t.db,
+        "SELECT COUNT(*) FROM applied",
+        FIRST as i64,
+        60,
+        "daemon A alone",
+    )
+    .await;
     // B subscribes too and waits as the standby consumer.
     let daemon_b = start_daemon(&settings_b, port_b);
     let producer = publish(FIRST + 1..=EVENTS);
 
     // Kill A (SIGKILL) mid-stream, while it fetches the lost run behind 800.
-    wait_applied(&t.db, 900, 120, "daemon A").await;
+    support::wait_count(&t.db, "SELECT COUNT(*) FROM applied", 900, 120, "daemon A").await;
     let mut daemon_a = daemon_a;
     daemon_a.kill().unwrap();
     daemon_a.wait().unwrap();
@@ -194,10 +136,17 @@ async fn the_standby_daemon_takes_over_a_sequenced_queue_and_applies_everything_
     producer.await.unwrap();
 
     // B takes over from ey_stream_state and the stored rows.
-    wait_applied(&t.db, EVENTS as i64, 180, "after the failover").await;
+    support::wait_count(
+        &t.db,
+        "SELECT COUNT(*) FROM applied",
+        EVENTS as i64,
+        180,
+        "after the failover",
+    )
+    .await;
     // Let anything that would apply twice show.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    stop(daemon_b);
+    support::stop(daemon_b);
 
     assert_eq!(
         scalar(&t.db, "SELECT COUNT(*) FROM applied").await,

@@ -3,12 +3,15 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use eventyard_core::config::{ConfigStore, RawReceiveRow, RawSendRow};
 use eventyard_core::db::Db;
 use eventyard_core::with_pool;
+use eventyard_testkit::TestDb;
 
 /// A free loopback port.
 pub fn free_port() -> u16 {
@@ -61,4 +64,75 @@ pub fn start_daemon(settings: &Path, port: u16) -> Child {
 /// One `i64` from a query.
 pub async fn scalar(db: &Db, sql: &str) -> i64 {
     with_pool!(db, pool => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await.unwrap())
+}
+
+/// Writes the settings of a subscriber daemon (system `CRM`) on the test's
+/// database and the local RabbitMQ, with `/healthz` on `port`.
+pub fn subscriber_settings(dir: &Path, t: &TestDb, instance: &str, port: u16) -> PathBuf {
+    let path = dir.join(format!("{instance}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "database_url = \"{}\"\namqp_url = \"{}\"\nsystem_id = \"CRM\"\ninstance_id = \"{instance}\"\nroles = [\"subscriber\"]\n[http]\nlisten = \"127.0.0.1:{port}\"\n[config]\npoll_interval = \"200ms\"\n",
+            t.url,
+            eventyard_testkit::amqp_url()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Polls `sql` (a count) until it reaches `want`, failing after `secs`.
+pub async fn wait_count(db: &Db, sql: &str, want: i64, secs: u64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let n = scalar(db, sql).await;
+        if n >= want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: only {n} of {want}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Stops a daemon subprocess gracefully (SIGTERM) and waits for it.
+pub fn stop(mut daemon: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status();
+    let _ = daemon.wait();
+}
+
+/// A sequenced event type handled by the built-in `sql` handler, which
+/// appends each applied event to an `applied` table (no unique key on
+/// purpose: a second application would show). Returns the config store,
+/// the event type, its exchange and its queue.
+pub async fn sequenced_sql_type(t: &TestDb) -> (Arc<ConfigStore>, String, String, String) {
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let (event_type, exchange) = (format!("SEQ.{suffix}"), format!("ex.{suffix}"));
+    with_pool!(&t.db, pool => {
+        sqlx::query("CREATE TABLE applied (id BIGSERIAL PRIMARY KEY, event_id TEXT NOT NULL, v BIGINT NOT NULL)")
+            .execute(pool).await.unwrap();
+    });
+    let store = Arc::new(ConfigStore::new(t.db.clone()));
+    let mut send = RawSendRow::new(&event_type);
+    send.exchange = exchange.clone();
+    send.sequenced = true;
+    send.retry_count = 0;
+    store.upsert_send(&send).await.unwrap();
+    let mut recv = RawReceiveRow::new(&event_type, "CRM");
+    recv.exchange = exchange.clone();
+    let queue = format!("q.{suffix}");
+    recv.queue = Some(queue.clone());
+    recv.handler_id = Some("sql".into());
+    recv.sequenced = true;
+    recv.converter_rules = Some(format!(
+        "kind = \"xml\"\n[[fields]]\nname = \"v\"\npath = \"{event_type}/v\"\n"
+    ));
+    store.upsert_receive(&recv).await.unwrap();
+    with_pool!(&t.db, pool => {
+        sqlx::query("UPDATE ey_receive_config SET handler_config = 'INSERT INTO applied (event_id, v) VALUES (:event_id, :v::bigint)'")
+            .execute(pool).await.unwrap();
+    });
+    (store, event_type, exchange, queue)
 }
