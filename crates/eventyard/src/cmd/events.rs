@@ -192,30 +192,26 @@ fn time(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S%.3f").to_string()
 }
 
-fn list_outbox(global: &Global, rows: &[OutboxRow]) {
+/// Prints rows as JSON, or as a table of `cells` under `header`.
+fn print_rows<T: serde::Serialize>(
+    global: &Global,
+    rows: &[T],
+    header: &[&str],
+    cells: impl Fn(&T) -> Vec<String>,
+) {
     if global.json {
         println!("{}", serde_json::to_string(rows).unwrap_or_default());
-        return;
-    }
-    if rows.is_empty() {
+    } else if rows.is_empty() {
         println!("no events");
-        return;
+    } else {
+        table::print(header, &rows.iter().map(cells).collect::<Vec<_>>());
     }
-    let rows: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            vec![
-                r.event_id.clone(),
-                r.event_type.clone(),
-                r.status.clone(),
-                r.attempts.to_string(),
-                time(&r.created_at),
-                r.sent_at.as_ref().map_or_else(|| "-".into(), time),
-                r.last_error.clone().unwrap_or_else(|| "-".into()),
-            ]
-        })
-        .collect();
-    table::print(
+}
+
+fn list_outbox(global: &Global, rows: &[OutboxRow]) {
+    print_rows(
+        global,
+        rows,
         &[
             "EVENT_ID",
             "EVENT_TYPE",
@@ -225,34 +221,24 @@ fn list_outbox(global: &Global, rows: &[OutboxRow]) {
             "SENT_AT",
             "LAST_ERROR",
         ],
-        &rows,
+        |r| {
+            vec![
+                r.event_id.clone(),
+                r.event_type.clone(),
+                r.status.clone(),
+                r.attempts.to_string(),
+                time(&r.created_at),
+                r.sent_at.as_ref().map_or_else(|| "-".into(), time),
+                r.last_error.clone().unwrap_or_else(|| "-".into()),
+            ]
+        },
     );
 }
 
 fn list_inbox(global: &Global, rows: &[InboxRow]) {
-    if global.json {
-        println!("{}", serde_json::to_string(rows).unwrap_or_default());
-        return;
-    }
-    if rows.is_empty() {
-        println!("no events");
-        return;
-    }
-    let rows: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            vec![
-                r.event_id.clone(),
-                r.event_type.clone(),
-                r.subscriber.clone(),
-                r.status.clone(),
-                r.attempts.to_string(),
-                time(&r.received_at),
-                r.result.clone().unwrap_or_else(|| "-".into()),
-            ]
-        })
-        .collect();
-    table::print(
+    print_rows(
+        global,
+        rows,
         &[
             "EVENT_ID",
             "EVENT_TYPE",
@@ -262,7 +248,17 @@ fn list_inbox(global: &Global, rows: &[InboxRow]) {
             "RECEIVED_AT",
             "RESULT",
         ],
-        &rows,
+        |r| {
+            vec![
+                r.event_id.clone(),
+                r.event_type.clone(),
+                r.subscriber.clone(),
+                r.status.clone(),
+                r.attempts.to_string(),
+                time(&r.received_at),
+                r.result.clone().unwrap_or_else(|| "-".into()),
+            ]
+        },
     );
 }
 
@@ -284,12 +280,17 @@ fn print_body(payload: &[u8]) {
     }
 }
 
+/// One row as JSON, with its table and unpacked envelope.
+fn print_json<T: serde::Serialize>(row: &T, table: &str, payload: &[u8]) {
+    let mut v = serde_json::to_value(row).unwrap_or_default();
+    v["table"] = table.into();
+    v["envelope"] = envelope_json(payload);
+    println!("{v}");
+}
+
 fn show_outbox(global: &Global, row: &OutboxRow) {
     if global.json {
-        let mut v = serde_json::to_value(row).unwrap_or_default();
-        v["table"] = "ey_outbox".into();
-        v["envelope"] = envelope_json(&row.payload);
-        println!("{v}");
+        print_json(row, "ey_outbox", &row.payload);
         return;
     }
     println!("table:       ey_outbox");
@@ -308,10 +309,7 @@ fn show_outbox(global: &Global, row: &OutboxRow) {
 
 fn show_inbox(global: &Global, row: &InboxRow) {
     if global.json {
-        let mut v = serde_json::to_value(row).unwrap_or_default();
-        v["table"] = "ey_inbox".into();
-        v["envelope"] = envelope_json(&row.payload);
-        println!("{v}");
+        print_json(row, "ey_inbox", &row.payload);
         return;
     }
     println!("table:        ey_inbox");
