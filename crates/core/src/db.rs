@@ -246,6 +246,41 @@ fn dollar_to_question(statement: &str) -> String {
     out
 }
 
+/// MySQL has no `UPDATE … RETURNING`: after a caller has selected and locked
+/// the rows `ids` of `table` (`… FOR UPDATE SKIP LOCKED` in its transaction
+/// `conn`), this writes the claim lease on them and reads them back with
+/// `columns`. Shared by the outbox and inbox claims.
+#[cfg(feature = "mysql")]
+pub async fn mysql_claim_locked<R>(
+    conn: &mut sqlx::MySqlConnection,
+    table: &str,
+    columns: &str,
+    ids: &[i64],
+    owner: &str,
+    until: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<R>, sqlx::Error>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::mysql::MySqlRow> + Send + Unpin,
+{
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = vec!["?"; ids.len()].join(", ");
+    let update =
+        format!("UPDATE {table} SET claimed_by = ?, claimed_until = ? WHERE id IN ({list})");
+    let mut u = sqlx::query(&update).bind(owner).bind(until);
+    for id in ids {
+        u = u.bind(id);
+    }
+    u.execute(&mut *conn).await?;
+    let read = format!("SELECT {columns} FROM {table} WHERE id IN ({list})");
+    let mut r = sqlx::query_as::<_, R>(&read);
+    for id in ids {
+        r = r.bind(id);
+    }
+    r.fetch_all(&mut *conn).await
+}
+
 /// The URL with any password replaced by `***`, for error messages and logs.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {

@@ -470,20 +470,15 @@ impl Inbox {
             tx.commit().await?;
             return Ok(Vec::new());
         }
-        let list = vec!["?"; ids.len()].join(", ");
-        let update =
-            format!("UPDATE ey_inbox SET claimed_by = ?, claimed_until = ? WHERE id IN ({list})");
-        let mut u = sqlx::query(&update).bind(c.owner).bind(until);
-        for id in &ids {
-            u = u.bind(id);
-        }
-        u.execute(&mut *tx).await?;
-        let read = format!("SELECT {ROW_COLUMNS} FROM ey_inbox WHERE id IN ({list})");
-        let mut r = sqlx::query_as::<_, InboxRow>(&read);
-        for id in &ids {
-            r = r.bind(id);
-        }
-        let rows = r.fetch_all(&mut *tx).await?;
+        let rows: Vec<InboxRow> = eventyard_core::db::mysql_claim_locked(
+            &mut tx,
+            "ey_inbox",
+            ROW_COLUMNS,
+            &ids,
+            c.owner,
+            until,
+        )
+        .await?;
         tx.commit().await?;
         Ok(rows)
     }

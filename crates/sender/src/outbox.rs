@@ -270,20 +270,15 @@ impl Outbox {
             tx.commit().await?;
             return Ok(Vec::new());
         }
-        let list = vec!["?"; ids.len()].join(", ");
-        let update =
-            format!("UPDATE ey_outbox SET claimed_by = ?, claimed_until = ? WHERE id IN ({list})");
-        let mut u = sqlx::query(&update).bind(req.owner).bind(until);
-        for id in &ids {
-            u = u.bind(id);
-        }
-        u.execute(&mut *tx).await?;
-        let read = format!("SELECT {ROW_COLUMNS} FROM ey_outbox WHERE id IN ({list})");
-        let mut r = sqlx::query_as::<_, OutboxRow>(&read);
-        for id in &ids {
-            r = r.bind(id);
-        }
-        let rows = r.fetch_all(&mut *tx).await?;
+        let rows: Vec<OutboxRow> = eventyard_core::db::mysql_claim_locked(
+            &mut tx,
+            "ey_outbox",
+            ROW_COLUMNS,
+            &ids,
+            req.owner,
+            until,
+        )
+        .await?;
         tx.commit().await?;
         Ok(rows)
     }
