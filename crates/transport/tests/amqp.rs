@@ -494,6 +494,61 @@ async fn consumer_resumes_after_the_connection_is_cut() {
     cleanup(&admin, &ex, &[&q]).await;
 }
 
+/// `Consumer::next` is raced against short timers by its callers (the
+/// receiver lingers 1 ms for a micro-batch). A resubscription cancelled
+/// half-way must not leave a broker-side consumer behind that holds
+/// `prefetch` messages nobody reads: every message must still arrive.
+#[tokio::test]
+async fn consumer_next_is_cancellation_safe_across_a_cut() {
+    let admin = connect().await;
+    let (ex, q) = (unique("ex"), unique("q"));
+    let proxy = Proxy::start(BROKER).await;
+    let t = AmqpTransport::connect(&proxy.url(), proxied_options())
+        .await
+        .unwrap();
+    let mut c = t
+        .subscribe(Subscription::new(&q, &ex).bind("K").prefetch(5))
+        .await
+        .unwrap();
+    let n = 60;
+    let results = admin
+        .publish_many(
+            (0..n)
+                .map(|i| message(&ex, "K", &format!("x{i}")))
+                .collect(),
+        )
+        .await;
+    assert!(results.iter().all(Result::is_ok));
+    let first = next(&mut c).await;
+    first.acker.ack().await.unwrap();
+    proxy.cut(Duration::from_millis(300));
+
+    let mut ids = HashSet::from([first.message_id.clone().unwrap()]);
+    let mut cancelled = 0u32;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while ids.len() < n && tokio::time::Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_millis(1), c.next()).await {
+            Ok(Some(d)) => {
+                if d.acker.ack().await.is_ok() {
+                    ids.insert(d.message_id.clone().unwrap());
+                }
+            }
+            Ok(None) => panic!("the consumer ended"),
+            Err(_) => cancelled += 1,
+        }
+    }
+    assert_eq!(
+        ids.len(),
+        n,
+        "every message arrives although {cancelled} next() calls were cancelled"
+    );
+    assert!(cancelled > 0, "the test must cancel calls to next()");
+    c.cancel().await.unwrap();
+    wait_count(&admin, &q, 0).await;
+    t.close().await.unwrap();
+    cleanup(&admin, &ex, &[&q]).await;
+}
+
 #[tokio::test]
 async fn close_ends_consumers() {
     let t = connect().await;

@@ -17,12 +17,6 @@ fn amqp_url() -> String {
         .unwrap_or_else(|_| format!("amqp://guest:guest@{BROKER}/%2f"))
 }
 
-// Known flaky (about one run in three here): after the proxy cut the
-// receiver's consumer sometimes never resumes, and only the first third is
-// processed. The transport's own consumer-across-a-cut test is stable, so the
-// stall is in how the receiver's subscription comes back; see the note on
-// issue 5. Run it with `cargo test -p eventyard-receiver -- --ignored amqp::`.
-#[ignore = "flaky: the receiver's consumer sometimes does not resume after a proxy cut (issue 5 note)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_survives_a_connection_cut_and_loses_nothing() {
     let proxy = Proxy::start(BROKER).await;

@@ -1,6 +1,7 @@
 //! A queue consumer that survives connection loss.
 
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,12 +23,30 @@ use crate::message::{
 use crate::Consumer;
 
 /// A subscription on the current connection, replaced after a reconnect.
+///
+/// [`Consumer::next`] is cancellation-safe: callers race it against timers
+/// (the receiver lingers for a micro-batch with a timeout). Resubscribing
+/// takes several round trips (channel, declarations, `basic.consume`); if it
+/// were dropped half-way, a channel with a live broker-side consumer would be
+/// orphaned and the broker would keep up to `prefetch` messages on it, never
+/// delivered to anyone, until the connection closed. So the resubscription
+/// runs as a future owned by the consumer ([`Pending`]) and the next call
+/// picks it up where the cancelled one left it.
 pub(super) struct AmqpConsumer {
     transport: AmqpTransport,
     sub: Subscription,
     active: Option<Active>,
+    pending: Option<Pending>,
+    /// After a failed resubscription: not before this instant.
+    retry_at: Option<tokio::time::Instant>,
     attempt: u32,
     done: bool,
+}
+
+/// A resubscription in progress on `session`.
+struct Pending {
+    session: Arc<Session>,
+    opening: Pin<Box<dyn Future<Output = Result<Active, TransportError>> + Send>>,
 }
 
 struct Active {
@@ -49,130 +68,23 @@ impl AmqpConsumer {
         transport: AmqpTransport,
         sub: Subscription,
     ) -> Result<Self, TransportError> {
-        let mut consumer = Self {
+        let wait = transport.inner.options.connect_wait;
+        let session = transport
+            .inner
+            .session(wait)
+            .await
+            .map_err(|e| e.into_error(format!("subscribing to queue `{}`", sub.queue)))?;
+        let active = open(transport.clone(), sub.clone(), session).await?;
+        Ok(Self {
             transport,
             sub,
-            active: None,
+            active: Some(active),
+            pending: None,
+            retry_at: None,
             attempt: 0,
             done: false,
-        };
-        let wait = consumer.transport.inner.options.connect_wait;
-        let session =
-            consumer.transport.inner.session(wait).await.map_err(|e| {
-                e.into_error(format!("subscribing to queue `{}`", consumer.sub.queue))
-            })?;
-        consumer.active = Some(consumer.open(&session).await?);
-        Ok(consumer)
-    }
-
-    /// Opens a channel, declares and binds the queue, and starts consuming.
-    async fn open(&self, session: &Arc<Session>) -> Result<Active, TransportError> {
-        let sub = &self.sub;
-        let inner = &self.transport.inner;
-        let queue = short(&sub.queue, "the queue name", "-")?;
-        let what = format!("queue `{}`", sub.queue);
-        let topology = |what: String| {
-            move |e: lapin::Error| TransportError::Topology {
-                what,
-                source: Box::new(e),
-            }
-        };
-        if !sub.exchange.is_empty() {
-            inner.declare_exchange(&sub.exchange).await?;
-        }
-        let channel = session
-            .connection
-            .create_channel()
-            .await
-            .map_err(|e| session.error(format!("opening a channel for {what}"), e))?;
-
-        let mut args: Vec<(&str, AMQPValue)> = Vec::new();
-        if sub.dead_letter {
-            let dlx = dead_letter_exchange(&sub.exchange);
-            let dlq = dead_letter_queue(&sub.queue);
-            channel
-                .exchange_declare(
-                    short(&dlx, "the dead-letter exchange name", "-")?,
-                    ExchangeKind::Direct,
-                    ExchangeDeclareOptions {
-                        durable: true,
-                        ..ExchangeDeclareOptions::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(topology(format!("dead-letter exchange `{dlx}`")))?;
-            let dlq_name = short(&dlq, "the dead-letter queue name", "-")?;
-            channel
-                .queue_declare(dlq_name.clone(), durable(), FieldTable::default())
-                .await
-                .map_err(topology(format!("dead-letter queue `{dlq}`")))?;
-            channel
-                .queue_bind(
-                    dlq_name,
-                    short(&dlx, "the dead-letter exchange name", "-")?,
-                    queue.clone(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(topology(format!("binding `{dlq}` to `{dlx}`")))?;
-            args.push(("x-dead-letter-exchange", convert::text(&dlx)));
-            args.push(("x-dead-letter-routing-key", convert::text(&sub.queue)));
-        }
-        if sub.single_active_consumer {
-            args.push(("x-single-active-consumer", AMQPValue::Boolean(true)));
-        }
-        // A durable queue keeps the arguments it was first declared with;
-        // RabbitMQ answers PRECONDITION_FAILED to a declaration with others.
-        let declared = format!(
-            "{what} (with dead-letter = {}, x-single-active-consumer = {}; if it exists with \
-             other arguments (PRECONDITION_FAILED), use a new queue name or delete the queue)",
-            sub.dead_letter, sub.single_active_consumer
-        );
-        channel
-            .queue_declare(queue.clone(), durable(), convert::table(args))
-            .await
-            .map_err(topology(declared))?;
-        if !sub.exchange.is_empty() {
-            let exchange = short(&sub.exchange, "the exchange name", "-")?;
-            for key in &sub.binding_keys {
-                channel
-                    .queue_bind(
-                        queue.clone(),
-                        exchange.clone(),
-                        short(key, "the binding key", "-")?,
-                        QueueBindOptions::default(),
-                        FieldTable::default(),
-                    )
-                    .await
-                    .map_err(topology(format!(
-                        "binding {what} to exchange `{}` with key `{key}`",
-                        sub.exchange
-                    )))?;
-            }
-        }
-        channel
-            .basic_qos(sub.prefetch, BasicQosOptions::default())
-            .await
-            .map_err(|e| session.error(format!("setting the prefetch of {what}"), e))?;
-        let stream = channel
-            .basic_consume(
-                queue,
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| session.error(format!("consuming from {what}"), e))?;
-        Ok(Active {
-            generation: session.generation,
-            channel,
-            stream,
-            book: Arc::new(AckBook::default()),
         })
     }
-
     /// Drops the current subscription (after its channel or connection died).
     fn drop_active(&mut self) {
         if let Some(active) = self.active.take() {
@@ -204,6 +116,7 @@ impl AmqpConsumer {
             queue: self.sub.queue.clone(),
             message_id: message_id.clone().unwrap_or_else(|| "-".to_owned()),
             book: Arc::clone(book),
+            timeout: self.transport.inner.options.confirm_timeout,
         };
         Delivery {
             payload: data,
@@ -217,6 +130,120 @@ impl AmqpConsumer {
             acker: Acker::new(Arc::new(ack)),
         }
     }
+}
+
+/// Opens a channel on `session`, declares and binds the queue, and starts
+/// consuming. Owns its inputs so that it can be held across cancelled
+/// [`Consumer::next`] calls.
+async fn open(
+    transport: AmqpTransport,
+    sub: Subscription,
+    session: Arc<Session>,
+) -> Result<Active, TransportError> {
+    let sub = &sub;
+    let inner = &transport.inner;
+    let queue = short(&sub.queue, "the queue name", "-")?;
+    let what = format!("queue `{}`", sub.queue);
+    let topology = |what: String| {
+        move |e: lapin::Error| TransportError::Topology {
+            what,
+            source: Box::new(e),
+        }
+    };
+    if !sub.exchange.is_empty() {
+        inner.declare_exchange(&sub.exchange).await?;
+    }
+    let channel = session
+        .connection
+        .create_channel()
+        .await
+        .map_err(|e| session.error(format!("opening a channel for {what}"), e))?;
+
+    let mut args: Vec<(&str, AMQPValue)> = Vec::new();
+    if sub.dead_letter {
+        let dlx = dead_letter_exchange(&sub.exchange);
+        let dlq = dead_letter_queue(&sub.queue);
+        channel
+            .exchange_declare(
+                short(&dlx, "the dead-letter exchange name", "-")?,
+                ExchangeKind::Direct,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(topology(format!("dead-letter exchange `{dlx}`")))?;
+        let dlq_name = short(&dlq, "the dead-letter queue name", "-")?;
+        channel
+            .queue_declare(dlq_name.clone(), durable(), FieldTable::default())
+            .await
+            .map_err(topology(format!("dead-letter queue `{dlq}`")))?;
+        channel
+            .queue_bind(
+                dlq_name,
+                short(&dlx, "the dead-letter exchange name", "-")?,
+                queue.clone(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(topology(format!("binding `{dlq}` to `{dlx}`")))?;
+        args.push(("x-dead-letter-exchange", convert::text(&dlx)));
+        args.push(("x-dead-letter-routing-key", convert::text(&sub.queue)));
+    }
+    if sub.single_active_consumer {
+        args.push(("x-single-active-consumer", AMQPValue::Boolean(true)));
+    }
+    // A durable queue keeps the arguments it was first declared with;
+    // RabbitMQ answers PRECONDITION_FAILED to a declaration with others.
+    let declared = format!(
+        "{what} (with dead-letter = {}, x-single-active-consumer = {}; if it exists with \
+         other arguments (PRECONDITION_FAILED), use a new queue name or delete the queue)",
+        sub.dead_letter, sub.single_active_consumer
+    );
+    channel
+        .queue_declare(queue.clone(), durable(), convert::table(args))
+        .await
+        .map_err(topology(declared))?;
+    if !sub.exchange.is_empty() {
+        let exchange = short(&sub.exchange, "the exchange name", "-")?;
+        for key in &sub.binding_keys {
+            channel
+                .queue_bind(
+                    queue.clone(),
+                    exchange.clone(),
+                    short(key, "the binding key", "-")?,
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(topology(format!(
+                    "binding {what} to exchange `{}` with key `{key}`",
+                    sub.exchange
+                )))?;
+        }
+    }
+    channel
+        .basic_qos(sub.prefetch, BasicQosOptions::default())
+        .await
+        .map_err(|e| session.error(format!("setting the prefetch of {what}"), e))?;
+    let stream = channel
+        .basic_consume(
+            queue,
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| session.error(format!("consuming from {what}"), e))?;
+    Ok(Active {
+        generation: session.generation,
+        channel,
+        stream,
+        book: Arc::new(AckBook::default()),
+    })
 }
 
 fn durable() -> QueueDeclareOptions {
@@ -280,21 +307,46 @@ impl Consumer for AmqpConsumer {
                 return None;
             }
             let Some(active) = self.active.as_mut() else {
-                // Resubscribe on the next live session; consumers wait as long as it takes.
-                let session = match self
-                    .transport
-                    .inner
-                    .session(std::time::Duration::from_secs(3600))
-                    .await
-                {
-                    Ok(session) => session,
-                    Err(NoSession::Closed) => {
-                        self.done = true;
-                        return None;
+                if let Some(at) = self.retry_at {
+                    let mut shutdown = self.transport.inner.shutdown.subscribe();
+                    tokio::select! {
+                        () = tokio::time::sleep_until(at) => {}
+                        () = super::shut_down(&mut shutdown) => {}
                     }
-                    Err(NoSession::Timeout { .. }) => continue,
+                    self.retry_at = None;
+                    continue;
+                }
+                if self.pending.is_none() {
+                    // Resubscribe on the next live session; consumers wait as long as it takes.
+                    let session = match self
+                        .transport
+                        .inner
+                        .session(std::time::Duration::from_secs(3600))
+                        .await
+                    {
+                        Ok(session) => session,
+                        Err(NoSession::Closed) => {
+                            self.done = true;
+                            return None;
+                        }
+                        Err(NoSession::Timeout { .. }) => continue,
+                    };
+                    let opening = Box::pin(open(
+                        self.transport.clone(),
+                        self.sub.clone(),
+                        Arc::clone(&session),
+                    ));
+                    self.pending = Some(Pending { session, opening });
+                }
+                let Some(pending) = self.pending.as_mut() else {
+                    continue;
                 };
-                match self.open(&session).await {
+                // Cancellation-safe: if this call is dropped here, the next
+                // one goes on polling the same resubscription.
+                let opened = pending.opening.as_mut().await;
+                let session = Arc::clone(&pending.session);
+                self.pending = None;
+                match opened {
                     Ok(active) => {
                         info!(queue = %self.sub.queue, generation = active.generation, "consumer resumed");
                         self.attempt = 0;
@@ -307,11 +359,7 @@ impl Consumer for AmqpConsumer {
                         if !session.connection.status().connected() {
                             self.transport.inner.failure.notify_one();
                         }
-                        let mut shutdown = self.transport.inner.shutdown.subscribe();
-                        tokio::select! {
-                            () = tokio::time::sleep(delay) => {}
-                            () = super::shut_down(&mut shutdown) => {}
-                        }
+                        self.retry_at = Some(tokio::time::Instant::now() + delay);
                     }
                 }
                 continue;
@@ -351,6 +399,14 @@ impl Consumer for AmqpConsumer {
 
     async fn cancel(&mut self) -> Result<(), TransportError> {
         self.done = true;
+        if let Some(pending) = self.pending.take() {
+            // Let a half-done resubscription finish, so that its channel
+            // (and the deliveries the broker put on it) are handed back.
+            let wait = self.transport.inner.options.connect_wait;
+            if let Ok(Ok(active)) = tokio::time::timeout(wait, pending.opening).await {
+                self.active = Some(active);
+            }
+        }
         let Some(active) = self.active.take() else {
             return Ok(());
         };
@@ -379,6 +435,18 @@ impl Drop for AmqpConsumer {
         if let Some(active) = self.active.take() {
             close_in_background(active.channel);
         }
+        if let Some(pending) = self.pending.take() {
+            // Finish a half-done resubscription in the background and close
+            // its channel, so no broker-side consumer is left orphaned.
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                let wait = self.transport.inner.options.connect_wait;
+                handle.spawn(async move {
+                    if let Ok(Ok(active)) = tokio::time::timeout(wait, pending.opening).await {
+                        close_in_background(active.channel);
+                    }
+                });
+            }
+        }
     }
 }
 
@@ -389,6 +457,9 @@ struct AmqpAck {
     queue: String,
     message_id: String,
     book: Arc<AckBook>,
+    /// A settle that has not gone out within this is treated as lost (the
+    /// connection is dead; the broker will redeliver).
+    timeout: std::time::Duration,
 }
 
 impl fmt::Debug for AmqpAck {
@@ -413,22 +484,32 @@ impl Settle for AmqpAck {
                 _ => Err(self.already()),
             };
         }
-        let result = match how {
-            Settlement::Ack => self.acker.ack(BasicAckOptions { multiple: false }).await,
-            Settlement::AckMultiple => self.acker.ack(BasicAckOptions { multiple: true }).await,
-            Settlement::Nack { requeue } => {
-                self.acker
-                    .nack(BasicNackOptions {
-                        multiple: false,
-                        requeue,
-                    })
-                    .await
+        let settling = async {
+            match how {
+                Settlement::Ack => self.acker.ack(BasicAckOptions { multiple: false }).await,
+                Settlement::AckMultiple => self.acker.ack(BasicAckOptions { multiple: true }).await,
+                Settlement::Nack { requeue } => {
+                    self.acker
+                        .nack(BasicNackOptions {
+                            multiple: false,
+                            requeue,
+                        })
+                        .await
+                }
+                Settlement::Reject => {
+                    self.acker
+                        .reject(BasicRejectOptions { requeue: false })
+                        .await
+                }
             }
-            Settlement::Reject => {
-                self.acker
-                    .reject(BasicRejectOptions { requeue: false })
-                    .await
-            }
+        };
+        let Ok(result) = tokio::time::timeout(self.timeout, settling).await else {
+            return Err(TransportError::ChannelClosed {
+                context: format!(
+                    "settling message {} from queue `{}` (no answer within {:?})",
+                    self.message_id, self.queue, self.timeout
+                ),
+            });
         };
         match result {
             Ok(true) => {
