@@ -43,6 +43,7 @@ const MIGRATIONS: &[Embedded] = &[
     embedded!(2, "0002_outbox_claims_send_rules"),
     embedded!(3, "0003_inbox_claims_handler_config"),
     embedded!(4, "0004_sequenced_streams"),
+    embedded!(5, "0005_seq_partitions"),
 ];
 
 /// The embedded migrations of one backend, as a sqlx [`MigrationSource`].

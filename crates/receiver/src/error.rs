@@ -22,6 +22,20 @@ pub enum ReceiveError {
     /// A replay request named neither event ids nor an event type.
     #[error("a replay needs event ids or an event type; refusing to replay every dead event of every type")]
     ReplayNeedsSelection,
+    /// A partition lease statement failed (tables `ey_seq_member`,
+    /// `ey_seq_partition_lease`).
+    #[error("partition leases of event type `{event_type}` (subscriber `{subscriber}`): {what}: {source}")]
+    PartitionLease {
+        /// The subscriber.
+        subscriber: String,
+        /// The event type.
+        event_type: String,
+        /// What was being done, naming the table and partition.
+        what: String,
+        /// The database error.
+        #[source]
+        source: sqlx::Error,
+    },
     /// The receiver options are unusable.
     #[error("invalid receiver options: {0}")]
     Options(String),

@@ -36,6 +36,7 @@ compile_error!("eventyard-receiver needs at least one database feature: postgres
 mod error;
 pub mod handler;
 mod inbox;
+pub mod partition;
 mod runtime;
 pub mod sequenced;
 mod stats;

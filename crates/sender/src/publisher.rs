@@ -8,7 +8,7 @@ use chrono::Utc;
 use eventyard_converter::{BodyFormat, Registry, SendContext, SendConverter};
 use eventyard_core::config::{Loaded, SendConfig, SendMode};
 use eventyard_core::envelope::{self, Body, Codec, Envelope};
-use eventyard_transport::{OutgoingMessage, Transport, TransportError};
+use eventyard_transport::{OutgoingMessage, Transport, TransportError, PRODUCER_HEADER};
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -636,13 +636,29 @@ impl Publisher {
         let encoding = envelope::detect_compression(&payload)
             .map(|c| c.as_str().to_string())
             .ok();
+        let mut headers = BTreeMap::new();
+        if cfg.sequenced {
+            // Partitioned receive rows route by producer id (a consistent
+            // hash of this header), so every message of one producer reaches
+            // one partition queue. Every caller (first send, scheduler,
+            // relay, replay) holds only the packed payload: read it back.
+            match self.codec().unpack(&payload) {
+                Ok(env) => {
+                    if let Some(producer) = env.header.producer_id {
+                        headers.insert(PRODUCER_HEADER.to_string(), producer);
+                    }
+                }
+                Err(e) => tracing::warn!(event_type = %cfg.event_type, event_id, error = %e,
+                    "sequenced event: cannot read the producer id back from the envelope; sent without the producer header"),
+            }
+        }
         OutgoingMessage {
             exchange: cfg.exchange.clone(),
             routing_key: cfg.routing_key.clone(),
             message_id: event_id.to_string(),
             event_type: cfg.event_type.clone(),
             content_encoding: encoding,
-            headers: BTreeMap::new(),
+            headers,
             payload,
         }
     }

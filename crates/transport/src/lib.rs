@@ -91,6 +91,7 @@
 mod error;
 mod memory;
 mod message;
+mod partition;
 
 #[cfg(feature = "amqp")]
 mod amqp;
@@ -102,6 +103,7 @@ pub use memory::{InProcessTransport, PublishFault, QueueDepth};
 pub use message::{
     dead_letter_exchange, dead_letter_queue, Acker, Delivery, OutgoingMessage, Subscription,
 };
+pub use partition::{Partitions, PRODUCER_HEADER};
 
 /// A message broker connection: declares topology, publishes with confirms,
 /// and subscribes to queues.
@@ -132,6 +134,26 @@ pub trait Transport: Send + Sync + std::fmt::Debug + 'static {
     /// it to the exchange with each binding key, and starts consuming with the
     /// given prefetch.
     async fn subscribe(&self, sub: Subscription) -> Result<Box<dyn Consumer>, TransportError>;
+
+    /// Declares a partitioned queue set ([`Partitions`]) without consuming
+    /// it: the hash exchange `<queue>.hash` bound from `base.exchange` with
+    /// each binding key, and every partition queue `<queue>.p<i>` (declared
+    /// like [`subscribe`](Self::subscribe) would, durable, with its
+    /// dead-letter queue and single-active-consumer as `base` says) bound to
+    /// it with equal weights. The unpartitioned queue `base.queue`, if it
+    /// exists, is unbound from `base.exchange`, and partition queues from
+    /// `count` to `previous` are unbound from the hash exchange (their
+    /// messages stay there). With `count` 1 it undoes the partitioning: the
+    /// hash exchange is unbound from `base.exchange` (then subscribe `base`).
+    /// Idempotent. Consume partition `i` with [`Partitions::subscription`].
+    ///
+    /// The default implementation fails: a wrapping transport must forward it.
+    async fn declare_partitions(&self, spec: &Partitions) -> Result<(), TransportError> {
+        Err(TransportError::Topology {
+            what: format!("partitioned queues `{}.p*`", spec.base.queue),
+            source: "this transport does not support partitioned queues".into(),
+        })
+    }
 
     /// Shuts the transport down: consumers end (their [`next`](Consumer::next)
     /// returns `None`, unacknowledged deliveries return to their queues),
@@ -166,6 +188,9 @@ impl<T: Transport + ?Sized> Transport for std::sync::Arc<T> {
     }
     async fn subscribe(&self, sub: Subscription) -> Result<Box<dyn Consumer>, TransportError> {
         (**self).subscribe(sub).await
+    }
+    async fn declare_partitions(&self, spec: &Partitions) -> Result<(), TransportError> {
+        (**self).declare_partitions(spec).await
     }
     async fn close(&self) -> Result<(), TransportError> {
         (**self).close().await

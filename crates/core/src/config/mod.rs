@@ -18,7 +18,8 @@ mod watch;
 
 pub use catalog::{Catalog, StaticCatalog};
 pub use model::{
-    Config, ProcessMode, ReceiveConfig, ReceiveKey, SendConfig, SendMode, MAX_WORKERS,
+    Config, ProcessMode, ReceiveConfig, ReceiveKey, SendConfig, SendMode, MAX_PARTITIONS,
+    MAX_WORKERS,
 };
 pub use schedule::{Schedule, ScheduleError};
 pub use store::{ConfigStore, Loaded, RawReceiveRow, RawSendRow};

@@ -13,6 +13,10 @@ use crate::Compression;
 /// The most handler workers one event type may have (`ey_receive_config.workers`).
 pub const MAX_WORKERS: u32 = 256;
 
+/// The most partitions one sequenced receive row may have
+/// (`ey_receive_config.partitions`).
+pub const MAX_PARTITIONS: u32 = 256;
+
 /// How events of one type are sent (`ey_send_config.send_mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -173,6 +177,10 @@ pub struct ReceiveConfig {
     pub queue: String,
     /// Whether the stream is sequenced (gap detection on).
     pub sequenced: bool,
+    /// How many partitions a sequenced row's messages are spread over, by
+    /// producer id (1..=[`MAX_PARTITIONS`]; 1 = one queue). Always 1 for a
+    /// row that is not sequenced.
+    pub partitions: u32,
     /// When the row last changed.
     pub updated_at: Option<DateTime<Utc>>,
 }

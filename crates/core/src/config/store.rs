@@ -101,9 +101,16 @@ pub struct RawReceiveRow {
     pub queue: Option<String>,
     /// `sequenced`.
     pub sequenced: bool,
+    /// `partitions` (sequenced rows: queues the producers are spread over).
+    #[serde(default = "one_partition")]
+    pub partitions: i32,
     /// `updated_at` (set by the database).
     #[serde(default)]
     pub updated_at: Option<DateTime<Utc>>,
+}
+
+fn one_partition() -> i32 {
+    1
 }
 
 impl RawReceiveRow {
@@ -126,6 +133,7 @@ impl RawReceiveRow {
             backoff_ms: 1000,
             queue: None,
             sequenced: false,
+            partitions: 1,
             updated_at: None,
         }
     }
@@ -160,7 +168,7 @@ const SEND_COLUMNS: &str =
 const RECEIVE_COLUMNS: &str =
     "event_type, subscriber, enabled, exchange, binding_key, process_mode, \
      handler_id, converter_id, converter_rules, workers, batch_cron, max_attempts, backoff_ms, \
-     queue, sequenced, updated_at";
+     queue, sequenced, partitions, updated_at";
 
 impl ConfigStore {
     /// A store over `db` (which must be migrated).
@@ -292,7 +300,7 @@ impl ConfigStore {
         let cols =
             "event_type, subscriber, enabled, exchange, binding_key, process_mode, handler_id, \
                     converter_id, converter_rules, workers, batch_cron, max_attempts, backoff_ms, \
-                    queue, sequenced";
+                    queue, sequenced, partitions";
         let sql = upsert_sql(
             self.db.backend(),
             "ey_receive_config",
@@ -317,6 +325,7 @@ impl ConfigStore {
                 .bind(row.backoff_ms)
                 .bind(&row.queue)
                 .bind(row.sequenced)
+                .bind(row.partitions)
                 .execute(pool)
                 .await?;
         });

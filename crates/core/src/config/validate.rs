@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::model::{ProcessMode, ReceiveConfig, SendConfig, SendMode, MAX_WORKERS};
+use super::model::{ProcessMode, ReceiveConfig, SendConfig, SendMode, MAX_PARTITIONS, MAX_WORKERS};
 use super::store::{RawReceiveRow, RawSendRow};
 use super::{Catalog, RowError, Schedule, Table};
 use crate::Compression;
@@ -243,6 +243,16 @@ pub fn validate_receive_row(
     );
     let max_attempts = p.check("max_attempts", in_range(raw.max_attempts, 1, MAX_ATTEMPTS));
     let backoff_ms = p.check("backoff_ms", in_range(raw.backoff_ms, 0, MAX_BACKOFF_MS));
+    let partitions = p.check(
+        "partitions",
+        in_range(raw.partitions, 1, MAX_PARTITIONS as i32),
+    );
+    if raw.partitions > 1 && !raw.sequenced {
+        p.add(
+            "partitions",
+            "must be 1 unless `sequenced` is true (only sequenced rows are partitioned by producer)",
+        );
+    }
     if raw.sequenced && mode.is_some_and(|m| m != ProcessMode::Realtime) {
         p.add(
             "process_mode",
@@ -264,29 +274,32 @@ pub fn validate_receive_row(
         .unwrap_or_else(|| format!("ey.{}.{}", raw.subscriber, raw.event_type));
     p.check("queue", shortstr(&queue));
 
-    match (mode, workers, max_attempts, backoff_ms) {
-        (Some(process_mode), Some(workers), Some(max_attempts), Some(backoff_ms))
-            if p.errors.is_empty() =>
-        {
-            Ok(ReceiveConfig {
-                event_type: raw.event_type.clone(),
-                subscriber: raw.subscriber.clone(),
-                enabled: raw.enabled,
-                exchange: raw.exchange.clone(),
-                binding_key,
-                process_mode,
-                handler_id,
-                converter_id: raw.converter_id.clone(),
-                converter_rules: raw.converter_rules.clone(),
-                workers: workers.unsigned_abs(),
-                batch_schedule,
-                max_attempts: max_attempts.unsigned_abs(),
-                backoff: Duration::from_millis(backoff_ms.unsigned_abs()),
-                queue,
-                sequenced: raw.sequenced,
-                updated_at: raw.updated_at,
-            })
-        }
+    match (mode, workers, max_attempts, backoff_ms, partitions) {
+        (
+            Some(process_mode),
+            Some(workers),
+            Some(max_attempts),
+            Some(backoff_ms),
+            Some(partitions),
+        ) if p.errors.is_empty() => Ok(ReceiveConfig {
+            event_type: raw.event_type.clone(),
+            subscriber: raw.subscriber.clone(),
+            enabled: raw.enabled,
+            exchange: raw.exchange.clone(),
+            binding_key,
+            process_mode,
+            handler_id,
+            converter_id: raw.converter_id.clone(),
+            converter_rules: raw.converter_rules.clone(),
+            workers: workers.unsigned_abs(),
+            batch_schedule,
+            max_attempts: max_attempts.unsigned_abs(),
+            backoff: Duration::from_millis(backoff_ms.unsigned_abs()),
+            queue,
+            sequenced: raw.sequenced,
+            partitions: partitions.unsigned_abs(),
+            updated_at: raw.updated_at,
+        }),
         _ => Err(p.errors),
     }
 }

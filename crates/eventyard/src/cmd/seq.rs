@@ -32,6 +32,17 @@ enum SeqCommand {
     /// Force a snapshot for one stream: the running daemon applies the
     /// producer's stored snapshot (ey_snapshot) and resumes from it.
     Resync(ResyncArgs),
+    /// Show who holds which partition of partitioned sequenced rows
+    /// (ey_seq_partition_lease) and the live instances (ey_seq_member).
+    Partitions(PartitionsArgs),
+}
+
+/// Arguments of `eventyard seq partitions`.
+#[derive(Debug, clap::Args)]
+struct PartitionsArgs {
+    /// Only this subscriber system.
+    #[arg(long)]
+    subscriber: Option<String>,
 }
 
 /// Arguments of `eventyard seq status`.
@@ -98,6 +109,7 @@ pub(crate) async fn run(args: Args, global: &Global) -> Result<ExitCode, CliErro
     match args.command {
         SeqCommand::Status(args) => status(args, global).await,
         SeqCommand::Resync(args) => resync(args, global).await,
+        SeqCommand::Partitions(args) => partitions(args, global).await,
         SeqCommand::Simulate(args) => {
             let params = args.params();
             // Plain blocking stdio: the simulation is CPU and pipe bound, and
@@ -648,5 +660,101 @@ async fn resync(args: ResyncArgs, global: &Global) -> Result<ExitCode, CliError>
             subscribers.join(", ")
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn partitions(args: PartitionsArgs, global: &Global) -> Result<ExitCode, CliError> {
+    use eventyard_core::db::Db;
+    use eventyard_receiver::partition::{leases, members, INSPECTION_LEASE};
+    let db = Db::connect(global.require_database_url()?).await?;
+    let subscriber = args.subscriber.as_deref();
+    let leases = leases(&db, subscriber)
+        .await
+        .map_err(|e| CliError::Failed(format!("reading ey_seq_partition_lease: {e}")))?;
+    let members = members(&db, subscriber)
+        .await
+        .map_err(|e| CliError::Failed(format!("reading ey_seq_member: {e}")))?;
+    let now = chrono::Utc::now();
+    if global.json {
+        for l in &leases {
+            let live = l.owner.is_some() && l.expires_at.is_some_and(|t| t >= now);
+            println!(
+                "{}",
+                serde_json::json!({
+                    "subscriber": l.subscriber, "event_type": l.event_type,
+                    "partition": (l.partition_no != INSPECTION_LEASE).then_some(l.partition_no),
+                    "inspection": l.partition_no == INSPECTION_LEASE,
+                    "owner": l.owner, "expires_at": l.expires_at, "held": live,
+                })
+            );
+        }
+        for m in &members {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "subscriber": m.subscriber, "event_type": m.event_type,
+                    "instance": m.instance_id, "expires_at": m.expires_at,
+                    "live": m.expires_at >= now,
+                })
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let table: Vec<Vec<String>> = leases
+        .iter()
+        .map(|l| {
+            let state = match (&l.owner, l.expires_at) {
+                (Some(_), Some(t)) if t >= now => "held",
+                (Some(_), _) => "expired",
+                _ => "free",
+            };
+            vec![
+                l.subscriber.clone(),
+                l.event_type.clone(),
+                if l.partition_no == INSPECTION_LEASE {
+                    "inspection".to_string()
+                } else {
+                    l.partition_no.to_string()
+                },
+                l.owner.clone().unwrap_or_else(|| "-".into()),
+                state.to_string(),
+                l.expires_at.map_or_else(|| "-".into(), |t| t.to_rfc3339()),
+            ]
+        })
+        .collect();
+    super::table::print(
+        &[
+            "SUBSCRIBER",
+            "EVENT_TYPE",
+            "PARTITION",
+            "OWNER",
+            "STATE",
+            "EXPIRES_AT",
+        ],
+        &table,
+    );
+    let table: Vec<Vec<String>> = members
+        .iter()
+        .map(|m| {
+            vec![
+                m.subscriber.clone(),
+                m.event_type.clone(),
+                m.instance_id.clone(),
+                if m.expires_at >= now { "live" } else { "dead" }.to_string(),
+                m.expires_at.to_rfc3339(),
+            ]
+        })
+        .collect();
+    println!();
+    super::table::print(
+        &[
+            "SUBSCRIBER",
+            "EVENT_TYPE",
+            "INSTANCE",
+            "STATE",
+            "EXPIRES_AT",
+        ],
+        &table,
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -226,7 +226,10 @@ impl Daemon {
                 .handler_timeout(s.receiver.handler_timeout)
                 .backlog(usize::try_from(s.receiver.max_backlog).unwrap_or(usize::MAX))
                 .prefetch(s.receiver.prefetch);
-            let mut seq = self.sequencing.unwrap_or_default();
+            let mut seq = self
+                .sequencing
+                .unwrap_or_default()
+                .partition_lease(s.receiver.seq_partition_lease);
             if let Some(path) = &s.receiver.seq_trace {
                 let mut keys = Vec::new();
                 for k in &s.receiver.seq_trace_keys {

@@ -165,6 +165,15 @@ pub struct ReceiverSettings {
     /// Only these keys in the trace, each `producer/stream` (default: all).
     #[serde(default)]
     pub seq_trace_keys: Vec<String>,
+    /// How long a partition lease of a partitioned sequenced row lasts
+    /// without renewal (renewed every third of it); a dead instance's
+    /// partitions are taken over after at most this long.
+    #[serde(default = "default_partition_lease", with = "humantime")]
+    pub seq_partition_lease: Duration,
+}
+
+fn default_partition_lease() -> Duration {
+    Duration::from_secs(10)
 }
 
 fn default_handler_timeout() -> Duration {
@@ -185,6 +194,7 @@ impl Default for ReceiverSettings {
             prefetch: default_prefetch(),
             seq_trace: None,
             seq_trace_keys: Vec::new(),
+            seq_partition_lease: default_partition_lease(),
         }
     }
 }

@@ -19,10 +19,12 @@ const MAX_DB_BACKOFF: Duration = Duration::from_secs(5);
 const MAX_SUBSCRIBE_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Runs until `stop` turns true. The first subscribe result goes to `first`.
+/// `partition`: the partition the queue is (partitioned sequenced rows).
 pub(crate) async fn listen(
     shared: Arc<Shared>,
     rt: Arc<TypeRuntime>,
     sub: Subscription,
+    partition: Option<u32>,
     mut stop: watch::Receiver<bool>,
     first: oneshot::Sender<Result<()>>,
 ) {
@@ -60,7 +62,7 @@ pub(crate) async fn listen(
                 continue;
             }
         };
-        let ended = consume(&shared, &rt, consumer.as_mut(), &mut stop).await;
+        let ended = consume(&shared, &rt, consumer.as_mut(), partition, &mut stop).await;
         if let Err(e) = consumer.cancel().await {
             tracing::debug!(event_type = %rt.event_type, error = %e, "cancelling the consumer");
         }
@@ -82,6 +84,7 @@ async fn consume(
     shared: &Shared,
     rt: &TypeRuntime,
     consumer: &mut dyn Consumer,
+    partition: Option<u32>,
     stop: &mut watch::Receiver<bool>,
 ) -> bool {
     let max = shared.opts.ack_batch;
@@ -106,7 +109,7 @@ async fn consume(
                 Err(_) => break,
             }
         }
-        if !store_and_ack(shared, rt, batch, stop).await {
+        if !store_and_ack(shared, rt, batch, partition, stop).await {
             return false;
         }
         if ended {
@@ -179,6 +182,7 @@ async fn store_and_ack(
     shared: &Shared,
     rt: &TypeRuntime,
     batch: Vec<Delivery>,
+    partition: Option<u32>,
     stop: &mut watch::Receiver<bool>,
 ) -> bool {
     let mut seen = HashSet::new();
@@ -250,6 +254,7 @@ async fn store_and_ack(
                     let _ = target.seq.send(crate::sequenced::Live {
                         id,
                         msg: Box::new(msg),
+                        partition,
                     });
                 } else if dec.row.claim.is_some() {
                     msg.inbox_id = id;

@@ -16,6 +16,7 @@ mod batch;
 pub(crate) mod decode;
 mod listener;
 mod options;
+pub(crate) mod partitions;
 pub(crate) mod pool;
 
 use std::collections::HashMap;
@@ -27,7 +28,7 @@ use eventyard_converter::{CompiledReceive, Registry};
 use eventyard_core::config::{Loaded, ProcessMode, ReceiveConfig};
 use eventyard_core::db::Db;
 use eventyard_core::with_pool;
-use eventyard_transport::{Subscription, Transport};
+use eventyard_transport::{Partitions, Subscription, Transport};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
@@ -64,6 +65,10 @@ pub(crate) struct TypeRuntime {
     pub(crate) seq: crate::sequenced::Feed,
     stop: watch::Sender<bool>,
     listener: Mutex<Option<ListenerTask>>,
+    /// The partitions held here (partitioned sequenced rows), for the engine.
+    pub(crate) partitions: watch::Sender<partitions::Held>,
+    /// The lease task of a partitioned sequenced row (instead of `listener`).
+    partitioned: Mutex<Option<partitions::PartitionTask>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -461,6 +466,43 @@ async fn reconcile(
                 rt
             }
         };
+        let partitions = rt.settings().cfg.partitions;
+        if rt.settings().cfg.sequenced && partitions > 1 {
+            // Partitioned: the lease task runs one listener per held partition.
+            let spec = Partitions::new(subscription, partitions);
+            stop_single_listener(&rt).await;
+            let running = {
+                let guard = rt
+                    .partitioned
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                match guard.as_ref() {
+                    Some(t) if !t.task.is_finished() => {
+                        t.spec.send_if_modified(|s| {
+                            let changed = *s != spec;
+                            *s = spec.clone();
+                            changed
+                        });
+                        true
+                    }
+                    _ => false,
+                }
+            };
+            if !running {
+                stop_partitioned(&rt).await;
+                let task = partitions::start(shared, &rt, spec);
+                *rt.partitioned
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(task);
+            }
+            continue;
+        }
+        let was_partitioned = rt
+            .partitioned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some();
+        stop_partitioned(&rt).await;
         let same = rt
             .listener
             .lock()
@@ -469,12 +511,27 @@ async fn reconcile(
             .is_some_and(|l| l.subscription == subscription && !l.task.is_finished());
         if !same {
             stop_listener(&rt).await;
+            if rt.settings().cfg.sequenced {
+                // Undo a partitioning (of this or an earlier run): the hash
+                // exchange no longer gets the messages, the queue does.
+                let undo = Partitions::new(subscription.clone(), 1);
+                if let Err(e) = shared.transport.declare_partitions(&undo).await {
+                    let level_warn = was_partitioned;
+                    if level_warn {
+                        tracing::warn!(event_type = %event_type, error = %e,
+                            "cannot unbind the partitions' hash exchange; the partition queues keep getting copies");
+                    } else {
+                        tracing::debug!(event_type = %event_type, error = %e, "no partitioned topology to undo");
+                    }
+                }
+            }
             let (stop_tx, stop_rx) = watch::channel(false);
             let (first_tx, first_rx) = oneshot::channel();
             let task = tokio::spawn(listener::listen(
                 Arc::clone(shared),
                 Arc::clone(&rt),
                 subscription.clone(),
+                None,
                 stop_rx,
                 first_tx,
             ));
@@ -559,6 +616,8 @@ fn start_type(
         seq: seq_tx,
         stop: stop_tx,
         listener: Mutex::new(None),
+        partitions: watch::Sender::new(partitions::Held::default()),
+        partitioned: Mutex::new(None),
         tasks: Mutex::new(Vec::new()),
     });
     let dispatcher = tokio::spawn(pool::dispatcher(
@@ -585,7 +644,28 @@ fn start_type(
     rt
 }
 
+/// Stops whatever consumes the type: its listener, or its partition lease
+/// task (which gives its leases back).
 async fn stop_listener(rt: &TypeRuntime) {
+    stop_partitioned(rt).await;
+    stop_single_listener(rt).await;
+}
+
+async fn stop_partitioned(rt: &TypeRuntime) {
+    let task = rt
+        .partitioned
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    if let Some(t) = task {
+        let _ = t.stop.send(true);
+        if let Err(e) = t.task.await {
+            tracing::error!(event_type = %rt.event_type, error = %e, "partition lease task failed");
+        }
+    }
+}
+
+async fn stop_single_listener(rt: &TypeRuntime) {
     let listener = rt
         .listener
         .lock()

@@ -27,6 +27,8 @@ pub(crate) struct Live {
     pub(crate) id: i64,
     /// The decoded message.
     pub(crate) msg: Box<Message>,
+    /// The partition queue it came from (partitioned rows).
+    pub(crate) partition: Option<u32>,
 }
 
 /// The listener's side of the channel.
@@ -81,10 +83,11 @@ pub(super) struct Engine {
     pub(super) opts: SeqOptions,
     source: Arc<dyn ResyncSource>,
     pub(super) keys: HashMap<Key, KeyState>,
-    loaded: bool,
+    pub(super) loaded: bool,
     pub(super) out: Vec<Action<Item>>,
     last_poll: Instant,
     pub(super) inspect: super::inspect::InspectState,
+    pub(super) part: super::partitions::PartState,
 }
 
 /// Runs the trackers of one event type until `stop`.
@@ -99,6 +102,7 @@ pub(crate) async fn run(
         .source
         .clone()
         .unwrap_or_else(|| Arc::new(DbResyncSource::new(shared.db.clone())));
+    let rt_partitions = rt.partitions.subscribe();
     let mut ticker = tokio::time::interval(opts.tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut eng = Engine {
@@ -111,6 +115,7 @@ pub(crate) async fn run(
         out: Vec::new(),
         last_poll: Instant::now(),
         inspect: super::inspect::InspectState::default(),
+        part: super::partitions::PartState::new(rt_partitions),
     };
     loop {
         tokio::select! {
@@ -120,6 +125,7 @@ pub(crate) async fn run(
                 None => break,
             },
             _ = ticker.tick() => eng.tick().await,
+            _ = eng.part.changed() => eng.on_partitions().await,
         }
     }
 }
@@ -130,7 +136,23 @@ fn jitter(d: Duration) -> Duration {
     Duration::from_millis(ms / 2 + fastrand::u64(0..=ms / 2))
 }
 
+impl KeyState {
+    /// Nothing pending: no request, no block, no held row, no snapshot.
+    pub(super) fn idle(&self) -> bool {
+        self.request.is_none()
+            && self.blocked_until.is_none()
+            && self.held.is_empty()
+            && self.snapshot.is_none()
+    }
+}
+
 impl Engine {
+    /// Makes the next tick re-run the startup load (stored, unapplied rows
+    /// of keys without a tracker here).
+    pub(super) fn reload_stored(&mut self) {
+        self.loaded = false;
+    }
+
     pub(super) fn now_ms(&self) -> u64 {
         super::trace::now_ms()
     }
@@ -288,6 +310,7 @@ impl Engine {
             return;
         };
         let key = (producer, seq.stream.clone());
+        self.note_partition(&key, live.partition);
         if !self.keys.contains_key(&key) {
             // A key new here (e.g. taken over from another instance): its
             // stored state, then its stored unapplied rows.
@@ -350,7 +373,9 @@ impl Engine {
         if self.last_poll.elapsed() >= Duration::from_secs(1) {
             self.last_poll = Instant::now();
             self.poll_resync_requests().await;
+            self.drop_adopted();
             self.export_metrics();
+            self.export_partition_metrics();
         }
         self.maybe_inspect().await;
     }
@@ -872,11 +897,11 @@ impl Engine {
         let shared = Arc::clone(&self.shared);
         let et = self.rt.event_type.clone();
         let sql = shared.db.sql(
-            "SELECT r.producer_id, r.stream FROM ey_seq_resync r WHERE r.subscriber = $1 AND EXISTS \
+            "SELECT r.producer_id, r.stream, r.requested_at FROM ey_seq_resync r WHERE r.subscriber = $1 AND EXISTS \
              (SELECT 1 FROM ey_inbox i WHERE i.subscriber = r.subscriber AND i.event_type = $2 \
              AND i.producer_id = r.producer_id AND i.stream = r.stream)",
         );
-        let wanted: Vec<(String, String)> = match with_pool!(&shared.db, pool => {
+        let wanted: Vec<(String, String, chrono::DateTime<Utc>)> = match with_pool!(&shared.db, pool => {
             sqlx::query_as(&sql).bind(&shared.opts.subscriber).bind(&et).fetch_all(pool).await
         }) {
             Ok(w) => w,
@@ -885,7 +910,12 @@ impl Engine {
                 return;
             }
         };
-        for key in wanted {
+        for (producer, stream, requested_at) in wanted {
+            let key = (producer, stream);
+            // Partitioned rows: the key's owner serves it (see partitions.rs).
+            if !self.serves_resync(&key, (Utc::now() - requested_at).num_seconds()) {
+                continue;
+            }
             let snap = match self.source.snapshot(&key.0, &key.1).await {
                 Ok(Some(s)) => s,
                 Ok(None) => {

@@ -37,6 +37,10 @@ type OutboxRow = (String, String, String, i64, i64, Vec<u8>, DateTime<Utc>);
 impl Engine {
     /// Re-reads `inspect_cron` every few seconds and runs the pass when due.
     pub(super) async fn maybe_inspect(&mut self) {
+        // Partitioned rows: one instance (the inspection-lease holder) inspects.
+        if !self.inspects() {
+            return;
+        }
         let stale = self
             .inspect
             .read_at

@@ -24,6 +24,7 @@
 
 mod engine;
 mod inspect;
+mod partitions;
 mod source;
 mod store;
 mod trace;
@@ -85,6 +86,7 @@ pub struct SeqOptions {
     pub(crate) source: Option<Arc<dyn ResyncSource>>,
     pub(crate) snapshot_handlers: HashMap<String, Arc<dyn SnapshotHandler>>,
     pub(crate) trace: Option<Arc<TraceSink>>,
+    pub(crate) partition_lease: Duration,
 }
 
 impl std::fmt::Debug for SeqOptions {
@@ -123,6 +125,7 @@ impl Default for SeqOptions {
             source: None,
             snapshot_handlers: HashMap::new(),
             trace: None,
+            partition_lease: Duration::from_secs(10),
         }
     }
 }
@@ -160,6 +163,14 @@ impl SeqOptions {
     /// [`DbResyncSource`] on the receiver's own database).
     pub fn source(mut self, source: Arc<dyn ResyncSource>) -> Self {
         self.source = Some(source);
+        self
+    }
+
+    /// How long a partition lease (partitioned rows, `partitions > 1`) lasts
+    /// without renewal (default 10 s; renewed every third of it). A dead
+    /// instance's partitions are taken over after at most this long.
+    pub fn partition_lease(mut self, d: Duration) -> Self {
+        self.partition_lease = d.max(Duration::from_millis(300));
         self
     }
 

@@ -17,6 +17,7 @@
 mod consumer;
 mod convert;
 mod options;
+mod partition;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
@@ -962,6 +963,10 @@ impl Transport for AmqpTransport {
     async fn subscribe(&self, sub: Subscription) -> Result<Box<dyn Consumer>, TransportError> {
         let consumer = consumer::AmqpConsumer::start(self.clone(), sub).await?;
         Ok(Box::new(consumer))
+    }
+
+    async fn declare_partitions(&self, spec: &crate::Partitions) -> Result<(), TransportError> {
+        self.declare_partitioned(spec).await
     }
 
     async fn close(&self) -> Result<(), TransportError> {

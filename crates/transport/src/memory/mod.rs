@@ -14,7 +14,8 @@ pub use fault::PublishFault;
 
 use crate::error::TransportError;
 use crate::message::{Acker, Delivery, OutgoingMessage, Settle, Settlement, Subscription};
-use crate::{dead_letter_queue, Consumer, Transport};
+use crate::partition::fnv_partition;
+use crate::{dead_letter_queue, Consumer, Partitions, Transport};
 
 /// A broker inside the process, for single-process deployments, the
 /// quickstart and tests.
@@ -37,7 +38,11 @@ use crate::{dead_letter_queue, Consumer, Transport};
 ///   front of the queue, marked redelivered, and its ackers then fail with
 ///   [`TransportError::ChannelClosed`];
 /// - prefetch bounds each consumer's unacknowledged deliveries (0 = no limit);
-///   with single-active-consumer only the oldest live consumer receives.
+///   with single-active-consumer only the oldest live consumer receives;
+/// - partitioned queues ([`Transport::declare_partitions`]): a hash exchange
+///   bound from a topic exchange routes each message to the partition
+///   queue `FNV-1a(header value) mod count` (a missing header hashes as the
+///   empty string), so one header value always reaches one queue.
 ///
 /// Nothing survives the process: it is "durable" for the process only.
 ///
@@ -80,6 +85,18 @@ struct State {
     exchanges: HashMap<String, Vec<Binding>>,
     queues: HashMap<String, Queue>,
     next_consumer_id: u64,
+    /// Hash exchanges by name.
+    hash_exchanges: HashMap<String, HashExchange>,
+    /// Exchange-to-exchange bindings: source exchange → (pattern, hash exchange).
+    links: HashMap<String, Vec<(String, String)>>,
+}
+
+/// A consistent-hash exchange of the in-process broker.
+struct HashExchange {
+    header: String,
+    count: u32,
+    /// Partition index → queue.
+    queues: BTreeMap<u32, String>,
 }
 
 struct Binding {
@@ -206,6 +223,43 @@ impl InProcessTransport {
         Ok(())
     }
 
+    fn declare_partitioned(state: &mut State, spec: &Partitions) -> Result<(), TransportError> {
+        let hash = spec.hash_exchange();
+        if spec.count <= 1 {
+            if let Some(links) = state.links.get_mut(&spec.base.exchange) {
+                links.retain(|(_, h)| *h != hash);
+            }
+            return Ok(());
+        }
+        for i in 0..spec.count {
+            Self::declare_queue(state, &spec.subscription(i))?;
+        }
+        let hx = state
+            .hash_exchanges
+            .entry(hash.clone())
+            .or_insert_with(|| HashExchange {
+                header: spec.hash_header.clone(),
+                count: spec.count,
+                queues: BTreeMap::new(),
+            });
+        hx.header = spec.hash_header.clone();
+        hx.count = spec.count;
+        hx.queues = (0..spec.count).map(|i| (i, spec.queue(i))).collect();
+        let links = state.links.entry(spec.base.exchange.clone()).or_default();
+        for key in &spec.base.binding_keys {
+            if !links.iter().any(|(p, h)| p == key && *h == hash) {
+                links.push((key.clone(), hash.clone()));
+            }
+        }
+        // The unpartitioned queue no longer gets the messages.
+        if let Some(bindings) = state.exchanges.get_mut(&spec.base.exchange) {
+            bindings.retain(|b| {
+                !(b.queue == spec.base.queue && spec.base.binding_keys.contains(&b.pattern))
+            });
+        }
+        Ok(())
+    }
+
     fn route(&self, msg: OutgoingMessage) -> Result<(), TransportError> {
         let mut state = self.broker.state();
         if state.closed {
@@ -225,6 +279,20 @@ impl InProcessTransport {
                 .filter(|b| topic::matches(&b.pattern, &msg.routing_key))
                 .map(|b| b.queue.clone())
                 .collect();
+            if let Some(links) = state.links.get(&msg.exchange) {
+                for (pattern, hash) in links {
+                    if !topic::matches(pattern, &msg.routing_key) {
+                        continue;
+                    }
+                    let Some(hx) = state.hash_exchanges.get(hash) else {
+                        continue;
+                    };
+                    let value = msg.headers.get(&hx.header).map_or("", String::as_str);
+                    if let Some(queue) = hx.queues.get(&fnv_partition(value, hx.count)) {
+                        targets.push(queue.clone());
+                    }
+                }
+            }
             targets.sort();
             targets.dedup();
             targets
@@ -365,6 +433,18 @@ impl Transport for InProcessTransport {
             id,
             done: false,
         }))
+    }
+
+    async fn declare_partitions(&self, spec: &Partitions) -> Result<(), TransportError> {
+        let mut state = self.broker.state();
+        if state.closed {
+            return Err(TransportError::Closed);
+        }
+        state
+            .exchanges
+            .entry(spec.base.exchange.clone())
+            .or_default();
+        Self::declare_partitioned(&mut state, spec)
     }
 
     async fn close(&self) -> Result<(), TransportError> {
