@@ -32,6 +32,7 @@ pub mod db;
 pub mod envelope;
 mod error;
 pub mod migrate;
+pub mod resync;
 
 pub use compression::Compression;
 pub use error::{Error, Result};

@@ -233,6 +233,7 @@ impl ResyncSource for DownSource {
         &self,
         producer_id: &str,
         stream: &str,
+        _need: eventyard_receiver::sequenced::SnapshotNeed,
     ) -> Result<Option<StoredSnapshot>, ResyncError> {
         Err(ResyncError {
             producer_id: producer_id.into(),

@@ -97,6 +97,26 @@ pub enum SendError {
         /// The event type.
         event_type: String,
     },
+    /// The application's snapshot provider could not give the state of a
+    /// key (nothing was written).
+    #[error("snapshot provider for producer `{producer_id}`, stream `{stream}`: {source}")]
+    SnapshotProvider {
+        /// The producer id.
+        producer_id: String,
+        /// The stream.
+        stream: String,
+        /// The provider's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The resync responder could not serve a producer's requests.
+    #[error("resync responder for producer `{producer_id}`: {reason}")]
+    Responder {
+        /// The producer id.
+        producer_id: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// The database failed.
     #[error("outbox database error: {0}")]
     Database(#[from] sqlx::Error),

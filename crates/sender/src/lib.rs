@@ -36,6 +36,7 @@ mod coalesce;
 mod error;
 mod outbox;
 mod publisher;
+mod resync;
 mod scheduler;
 mod sequence;
 
@@ -45,4 +46,5 @@ pub use outbox::{
 };
 pub use publisher::{EventMeta, Outcome, Published, Publisher, PublisherOptions, Staged};
 pub use scheduler::{BatchPlan, BatchReport, BatchScheduler, Clock, SystemClock};
-pub use sequence::SeqStamp;
+pub use resync::{ResponderOptions, ResyncResponder, RunningResponder};
+pub use sequence::{FreshSnapshot, SeqStamp, SnapshotConn, SnapshotProvider};

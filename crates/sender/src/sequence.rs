@@ -12,11 +12,15 @@
 //!
 //! [`Publisher::publish_with_snapshot`] also writes the producer's full state
 //! into `ey_snapshot`, valid as of the event's `(epoch, seq)`, in the same
-//! transaction.
+//! transaction. [`Publisher::write_snapshot`] (and the resync responder, when
+//! a consumer needs a snapshot newer than the stored one) asks the
+//! application's [`SnapshotProvider`] for the current state while the key's
+//! counter row is locked, so the state and its `(epoch, seq)` agree.
 
+use async_trait::async_trait;
 use chrono::Utc;
 use eventyard_core::config::{SendConfig, SendMode};
-use eventyard_core::db::Backend;
+use eventyard_core::db::{Backend, Db};
 use eventyard_core::envelope::{Body, Envelope};
 use eventyard_core::with_pool;
 use serde::Serialize;
@@ -32,6 +36,189 @@ pub struct SeqStamp {
     pub epoch: u64,
     /// The seq within the epoch (from 1).
     pub seq: u64,
+}
+
+/// The producer's open transaction handed to a [`SnapshotProvider`], on
+/// whichever database the outbox is. The key's `ey_stream_counter` row is
+/// locked in it: no event of the key commits until it ends.
+#[non_exhaustive]
+pub enum SnapshotConn<'c> {
+    /// A PostgreSQL transaction.
+    #[cfg(feature = "postgres")]
+    Postgres(&'c mut sqlx::PgConnection),
+    /// A MySQL/MariaDB transaction.
+    #[cfg(feature = "mysql")]
+    MySql(&'c mut sqlx::MySqlConnection),
+    /// A SQLite transaction.
+    #[cfg(feature = "sqlite")]
+    Sqlite(&'c mut sqlx::SqliteConnection),
+}
+
+impl SnapshotConn<'_> {
+    /// The database the transaction is on.
+    pub fn backend(&self) -> Backend {
+        match self {
+            #[cfg(feature = "postgres")]
+            SnapshotConn::Postgres(_) => Backend::Postgres,
+            #[cfg(feature = "mysql")]
+            SnapshotConn::MySql(_) => Backend::MySql,
+            #[cfg(feature = "sqlite")]
+            SnapshotConn::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+}
+
+impl std::fmt::Debug for SnapshotConn<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SnapshotConn")
+            .field(&self.backend())
+            .finish()
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl<'c> From<&'c mut sqlx::PgConnection> for SnapshotConn<'c> {
+    fn from(c: &'c mut sqlx::PgConnection) -> Self {
+        SnapshotConn::Postgres(c)
+    }
+}
+
+#[cfg(feature = "mysql")]
+impl<'c> From<&'c mut sqlx::MySqlConnection> for SnapshotConn<'c> {
+    fn from(c: &'c mut sqlx::MySqlConnection) -> Self {
+        SnapshotConn::MySql(c)
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl<'c> From<&'c mut sqlx::SqliteConnection> for SnapshotConn<'c> {
+    fn from(c: &'c mut sqlx::SqliteConnection) -> Self {
+        SnapshotConn::Sqlite(c)
+    }
+}
+
+/// The application's current state of a sequenced key, on demand: what a
+/// consumer loads when it lost more than it can fetch and the stored
+/// snapshot (`publish_with_snapshot`) is missing or older than it needs.
+///
+/// eventyard calls it inside a transaction that holds the key's counter row
+/// locked, and stores the returned bytes in `ey_snapshot` as of the key's
+/// current `(epoch, seq)` in that same transaction. The bytes must be the
+/// state after exactly the events numbered up to `at.seq` of `at.epoch`:
+/// read it through `conn` when the state lives in the outbox's database
+/// (the events that changed it committed with their numbers), or from
+/// memory only if the application updates that memory under the same
+/// ordering.
+///
+/// ```no_run
+/// use eventyard_sender::{SeqStamp, SnapshotConn, SnapshotProvider};
+///
+/// struct Accounts;
+/// #[async_trait::async_trait]
+/// impl SnapshotProvider for Accounts {
+///     async fn snapshot(&self, producer_id: &str, stream: &str, _at: SeqStamp,
+///                       conn: SnapshotConn<'_>)
+///         -> Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>> {
+///         let SnapshotConn::Postgres(conn) = conn else { return Err("postgres only".into()) };
+///         let total: i64 = sqlx::query_scalar("SELECT total FROM accounts WHERE id = $1")
+///             .bind(stream).fetch_one(&mut *conn).await?;
+///         Ok(total.to_string().into_bytes())
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait SnapshotProvider: Send + Sync {
+    /// The state of `(producer_id, stream)` as of `at`.
+    async fn snapshot(
+        &self,
+        producer_id: &str,
+        stream: &str,
+        at: SeqStamp,
+        conn: SnapshotConn<'_>,
+    ) -> std::result::Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>>;
+}
+
+/// A snapshot written on demand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FreshSnapshot {
+    /// The `(epoch, seq)` it is valid as of (seq 0: nothing numbered yet in
+    /// that epoch).
+    pub at: SeqStamp,
+    /// The state bytes, as stored in `ey_snapshot`.
+    pub state: Vec<u8>,
+}
+
+/// Asks `provider` for the state of a key while its counter row is locked
+/// and replaces the key's `ey_snapshot` row with it, in one transaction. A
+/// key that was never numbered gets its counter row (first epoch, nothing
+/// numbered), so the snapshot is `(epoch, 0)`.
+pub(crate) async fn write_fresh_snapshot(
+    db: &Db,
+    producer: &str,
+    stream: &str,
+    provider: &dyn SnapshotProvider,
+) -> Result<FreshSnapshot> {
+    let backend = db.backend();
+    let lock = if backend == Backend::Sqlite {
+        ""
+    } else {
+        " FOR UPDATE"
+    };
+    let read = db
+        .sql(&format!(
+            "SELECT epoch, next_seq - 1 FROM ey_stream_counter \
+             WHERE producer_id = $1 AND stream = $2{lock}"
+        ))
+        .into_owned();
+    let negative = |what: &str, v: i64| SendError::Sequence {
+        event_type: String::new(),
+        producer_id: producer.to_string(),
+        stream: stream.to_string(),
+        reason: format!("ey_stream_counter holds a negative {what} ({v})"),
+    };
+    Ok(with_pool!(db, pool => {
+        let mut tx = if backend == Backend::Sqlite {
+            pool.begin_with("BEGIN IMMEDIATE").await?
+        } else {
+            pool.begin().await?
+        };
+        let mut pair: Option<(i64, i64)> = sqlx::query_as(&read).bind(producer).bind(stream)
+            .fetch_optional(&mut *tx).await?;
+        if pair.is_none() {
+            let first = db.sql(FIRST_EPOCH_SQL).into_owned();
+            let first: i64 = sqlx::query_scalar(&first).bind(producer).bind(stream)
+                .fetch_one(&mut *tx).await?;
+            let ensure = db.sql(ensure_counter_sql(backend)).into_owned();
+            sqlx::query(&ensure).bind(producer).bind(stream).bind(first)
+                .execute(&mut *tx).await?;
+            pair = sqlx::query_as(&read).bind(producer).bind(stream)
+                .fetch_optional(&mut *tx).await?;
+        }
+        let (epoch, seq) = pair.ok_or_else(|| SendError::Sequence {
+            event_type: String::new(),
+            producer_id: producer.to_string(),
+            stream: stream.to_string(),
+            reason: "the ey_stream_counter row vanished while writing a snapshot".into(),
+        })?;
+        let at = SeqStamp {
+            epoch: u64::try_from(epoch).map_err(|_| negative("epoch", epoch))?,
+            seq: u64::try_from(seq).map_err(|_| negative("seq", seq))?,
+        };
+        let state = provider
+            .snapshot(producer, stream, at, SnapshotConn::from(&mut *tx))
+            .await
+            .map_err(|source| SendError::SnapshotProvider {
+                producer_id: producer.to_string(),
+                stream: stream.to_string(),
+                source,
+            })?;
+        let upsert = db.sql(snapshot_upsert_sql(backend)).into_owned();
+        sqlx::query(&upsert).bind(producer).bind(stream).bind(epoch).bind(seq)
+            .bind(&state).bind(Utc::now())
+            .execute(&mut *tx).await?;
+        tx.commit().await?;
+        FreshSnapshot { at, state }
+    }))
 }
 
 pub(crate) fn ensure_counter_sql(backend: Backend) -> &'static str {
@@ -159,6 +346,21 @@ impl Publisher {
         self.publish_sequenced(cfg, body, meta, Some(state))
             .await
             .map(|(p, _)| p)
+    }
+
+    /// Writes a fresh snapshot of `(producer_id, stream)` now: `provider`
+    /// gives the current state while the key's counter row is locked, and
+    /// it replaces the key's `ey_snapshot` row as of the key's current
+    /// `(epoch, seq)`, in one transaction. Consumers that need a snapshot
+    /// newer than the stored one can then load it. (The resync responder
+    /// does this on a consumer's request.)
+    pub async fn write_snapshot(
+        &self,
+        producer_id: &str,
+        stream: &str,
+        provider: &dyn SnapshotProvider,
+    ) -> Result<FreshSnapshot> {
+        write_fresh_snapshot(self.outbox().db(), producer_id, stream, provider).await
     }
 
     /// Starts a new epoch for `(producer_id, stream)`: the next event is

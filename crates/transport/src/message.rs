@@ -100,6 +100,10 @@ pub struct Subscription {
     /// Only one consumer of the queue receives messages at a time; the others
     /// take over, in order, when it goes away.
     pub single_active_consumer: bool,
+    /// A queue for this process only (e.g. a reply queue): not durable,
+    /// deleted by the broker when its last consumer goes away, never a
+    /// dead-letter queue. Nothing accumulates on the broker across runs.
+    pub transient: bool,
 }
 
 impl Subscription {
@@ -113,6 +117,7 @@ impl Subscription {
             prefetch: 100,
             dead_letter: true,
             single_active_consumer: false,
+            transient: false,
         }
     }
 
@@ -137,6 +142,17 @@ impl Subscription {
     /// Turns single-active-consumer on or off.
     pub fn single_active_consumer(mut self, on: bool) -> Self {
         self.single_active_consumer = on;
+        self
+    }
+
+    /// Makes the queue transient (not durable, auto-deleted when its last
+    /// consumer goes away) or durable again. A transient queue has no
+    /// dead-letter queue: turning this on turns `dead_letter` off.
+    pub fn transient(mut self, on: bool) -> Self {
+        self.transient = on;
+        if on {
+            self.dead_letter = false;
+        }
         self
     }
 

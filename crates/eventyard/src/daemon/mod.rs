@@ -27,8 +27,12 @@ use std::time::Duration;
 use eventyard_converter::Registry;
 use eventyard_core::config::{ConfigStore, ConfigWatcher, WatchOptions};
 use eventyard_core::db::{redact_url, Db};
+use eventyard_receiver::sequenced::{AmqpResyncSource, DbResyncSource};
 use eventyard_receiver::{HandlerRegistry, Receiver, ReceiverHandle, ReceiverOptions};
-use eventyard_sender::{BatchScheduler, Outbox, Publisher, PublisherOptions};
+use eventyard_sender::{
+    BatchScheduler, Outbox, Publisher, PublisherOptions, ResponderOptions, ResyncResponder,
+    SnapshotProvider,
+};
 use eventyard_transport::{InProcessTransport, Transport};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
@@ -37,7 +41,8 @@ use tokio::task::JoinHandle;
 use crate::catalog::RuntimeCatalog;
 
 pub use settings::{
-    ConfigSettings, HttpSettings, ReceiverSettings, RetentionSettings, Role, Settings,
+    ConfigSettings, HttpSettings, ReceiverSettings, ResyncSettings, ResyncSourceKind,
+    RetentionSettings, Role, Settings,
 };
 
 /// Why the daemon could not start.
@@ -90,6 +95,17 @@ pub struct Daemon {
     handlers: HandlerRegistry,
     transport: Option<Arc<dyn Transport>>,
     sequencing: Option<eventyard_receiver::sequenced::SeqOptions>,
+    snapshot_provider: Provider,
+}
+
+/// The application's snapshot provider, if any (not `Debug` itself).
+#[derive(Default, Clone)]
+struct Provider(Option<Arc<dyn SnapshotProvider>>);
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Some(..)" } else { "None" })
+    }
 }
 
 /// A started daemon.
@@ -127,7 +143,17 @@ impl Daemon {
             handlers: HandlerRegistry::new(),
             transport: None,
             sequencing: None,
+            snapshot_provider: Provider::default(),
         }
+    }
+
+    /// The producer's current state on demand (publisher role): when a
+    /// consumer needs a snapshot newer than the stored one, the resync
+    /// responder asks `provider` for it (see
+    /// [`SnapshotProvider`](eventyard_sender::SnapshotProvider)).
+    pub fn snapshot_provider(mut self, provider: Arc<dyn SnapshotProvider>) -> Self {
+        self.snapshot_provider = Provider(Some(provider));
+        self
     }
 
     /// Settings of sequenced receive rows: tracker parameters, snapshot
@@ -215,9 +241,26 @@ impl Daemon {
             Arc::clone(&transport),
             PublisherOptions::new(system_id.clone()).instance_id(instance_id.clone()),
         );
+        // Request/reply resync needs a broker between daemons.
+        let broker = self.transport.is_some() || s.amqp_url.is_some();
         if s.roles.contains(&Role::Publisher) {
             let scheduler = BatchScheduler::new(publisher.clone());
             tasks.push(tokio::spawn(scheduler.run(shutdown_rx.clone())));
+            if broker && s.resync.responder {
+                let producers = if s.resync.producers.is_empty() {
+                    vec![system_id.clone()]
+                } else {
+                    s.resync.producers.clone()
+                };
+                let mut opts = ResponderOptions::new(producers)
+                    .exchange(s.resync.exchange.clone())
+                    .max_fetch(s.resync.max_fetch);
+                if let Some(provider) = &self.snapshot_provider.0 {
+                    opts = opts.snapshot_provider(Arc::clone(provider));
+                }
+                let responder = ResyncResponder::new(db.clone(), Arc::clone(&transport), opts);
+                tasks.push(tokio::spawn(responder.run(shutdown_rx.clone())));
+            }
         }
 
         let receiver = if s.roles.contains(&Role::Subscriber) {
@@ -230,6 +273,24 @@ impl Daemon {
                 .sequencing
                 .unwrap_or_default()
                 .partition_lease(s.receiver.seq_partition_lease);
+            if !seq.has_source() {
+                let remote = || {
+                    Arc::new(
+                        AmqpResyncSource::new(Arc::clone(&transport))
+                            .exchange(s.resync.exchange.clone())
+                            .timeout(s.resync.timeout),
+                    )
+                };
+                match s.resync.source {
+                    ResyncSourceKind::Amqp => seq = seq.source(remote()),
+                    ResyncSourceKind::Db if broker => {
+                        seq = seq.source(Arc::new(
+                            DbResyncSource::new(db.clone()).fresh_snapshots(remote()),
+                        ));
+                    }
+                    ResyncSourceKind::Db => {}
+                }
+            }
             if let Some(path) = &s.receiver.seq_trace {
                 let mut keys = Vec::new();
                 for k in &s.receiver.seq_trace_keys {

@@ -68,6 +68,10 @@ pub struct Settings {
     /// Receiver limits.
     #[serde(default)]
     pub receiver: ReceiverSettings,
+    /// Where sequenced streams resync from, and answering other systems'
+    /// resync requests.
+    #[serde(default)]
+    pub resync: ResyncSettings,
 }
 
 fn default_roles() -> Vec<Role> {
@@ -199,6 +203,82 @@ impl Default for ReceiverSettings {
     }
 }
 
+/// Where a sequenced key's missing events and snapshots come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResyncSourceKind {
+    /// The producer's `ey_outbox` and `ey_snapshot` in this daemon's own
+    /// database (producer and consumer share it). With a broker, a missing
+    /// or stale snapshot is asked fresh from the producer's daemon.
+    #[default]
+    Db,
+    /// Ask the producer's daemon over AMQP (request/reply): producer and
+    /// consumer have separate databases.
+    Amqp,
+}
+
+/// `[resync]`.
+///
+/// ```toml
+/// [resync]
+/// source = "amqp"          # "db" (default): shared database; "amqp": ask the producer's daemon
+/// timeout = "5s"           # how long one request waits for its answer
+/// exchange = "eventyard.resync"
+/// responder = true         # publisher role: answer requests for `producers`
+/// producers = ["CRM"]      # default: [system_id]
+/// max_fetch = 1000         # the largest seq range one fetch request may ask for
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResyncSettings {
+    /// Where missing events and snapshots come from (subscriber role).
+    #[serde(default)]
+    pub source: ResyncSourceKind,
+    /// How long one request over AMQP waits for its answer.
+    #[serde(default = "default_resync_timeout", with = "humantime")]
+    pub timeout: Duration,
+    /// The exchange resync requests and replies travel on (the same on the
+    /// producer's and the consumer's daemons).
+    #[serde(default = "default_resync_exchange")]
+    pub exchange: String,
+    /// Publisher role with a broker: answer consumers' resync requests for
+    /// `producers` from this database.
+    #[serde(default = "default_true")]
+    pub responder: bool,
+    /// The producer ids answered for (default: this daemon's `system_id`).
+    #[serde(default)]
+    pub producers: Vec<String>,
+    /// The largest seq range one fetch request may ask for.
+    #[serde(default = "default_resync_max_fetch")]
+    pub max_fetch: u64,
+}
+
+fn default_resync_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_resync_exchange() -> String {
+    eventyard_core::resync::DEFAULT_EXCHANGE.to_string()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_resync_max_fetch() -> u64 {
+    1000
+}
+
+impl Default for ResyncSettings {
+    fn default() -> Self {
+        ResyncSettings {
+            source: ResyncSourceKind::default(),
+            timeout: default_resync_timeout(),
+            exchange: default_resync_exchange(),
+            responder: true,
+            producers: Vec::new(),
+            max_fetch: default_resync_max_fetch(),
+        }
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
@@ -211,6 +291,7 @@ impl Default for Settings {
             config: ConfigSettings::default(),
             retention: RetentionSettings::default(),
             receiver: ReceiverSettings::default(),
+            resync: ResyncSettings::default(),
         }
     }
 }
@@ -364,5 +445,22 @@ mod tests {
         assert!(s.http_addr().is_err());
         let s = Settings::from_toml("").unwrap();
         assert_eq!(s.roles.len(), 2);
+    }
+
+    #[test]
+    fn resync_settings_parse() {
+        let s = Settings::from_toml("").unwrap();
+        assert_eq!(s.resync.source, ResyncSourceKind::Db);
+        assert!(s.resync.responder);
+        let s = Settings::from_toml(
+            "[resync]\nsource = \"amqp\"\ntimeout = \"2s\"\nproducers = [\"P1\"]\nresponder = false",
+        )
+        .unwrap();
+        assert_eq!(s.resync.source, ResyncSourceKind::Amqp);
+        assert_eq!(s.resync.timeout, Duration::from_secs(2));
+        assert_eq!(s.resync.producers, vec!["P1".to_string()]);
+        assert!(!s.resync.responder);
+        let err = Settings::from_toml("[resync]\nsource = \"carrier-pigeon\"").unwrap_err();
+        assert!(err.to_string().contains("carrier-pigeon"), "{err}");
     }
 }

@@ -10,7 +10,7 @@ use eventyard_core::with_pool;
 use eventyard_seq::{Action, Counters, Tracker};
 use tokio::sync::{mpsc, watch};
 
-use super::source::{DbResyncSource, ResyncSource, StoredSnapshot};
+use super::source::{DbResyncSource, ResyncSource, SnapshotNeed, StoredSnapshot};
 use super::store::{self, i64_of, Key};
 use super::{SeqOptions, Snapshot};
 use crate::error::Result;
@@ -536,9 +536,17 @@ impl Engine {
                 }
             }
             Req::Snapshot => {
-                let loaded = self.source.snapshot(&key.0, &key.1).await;
+                let need = self.snapshot_need(key);
+                let loaded = self.source.snapshot(&key.0, &key.1, need).await;
                 let now = self.now_ms();
                 match loaded {
+                    Ok(Some(snap)) if !need.satisfied_by(snap.epoch, snap.seq) => {
+                        // Feeding it would only count `snap_stale` and ask again at once.
+                        tracing::warn!(target: "eventyard::seq", event_type = %et, producer = %key.0, stream = %key.1,
+                            snapshot_epoch = snap.epoch, snapshot_seq = snap.seq, need = %need,
+                            "sequenced: the producer's snapshot is older than needed; the key waits in snapshot mode");
+                        self.failed_request(key, Req::Snapshot);
+                    }
                     Ok(Some(snap)) => {
                         self.succeeded_request(key);
                         if let Some(ks) = self.keys.get_mut(key) {
@@ -563,6 +571,18 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// The oldest snapshot the tracker of `key` can apply: newer than
+    /// `(epoch, last)`, or any of the epoch while `last` is unknown.
+    fn snapshot_need(&self, key: &Key) -> SnapshotNeed {
+        self.keys.get(key).map_or(SnapshotNeed::default(), |ks| {
+            let t = &ks.tracker;
+            SnapshotNeed {
+                epoch: t.epoch(),
+                seq: t.last().map_or(0, |last| last.saturating_add(1)),
+            }
+        })
     }
 
     fn block(&mut self, key: &Key) {
@@ -916,7 +936,14 @@ impl Engine {
             if !self.serves_resync(&key, (Utc::now() - requested_at).num_seconds()) {
                 continue;
             }
-            let snap = match self.source.snapshot(&key.0, &key.1).await {
+            // At least the applied state: an older one is not applied, and a
+            // source that can make a fresh one is asked to.
+            let current = store::load_state(&shared, &key).await.ok().flatten();
+            let need = current.map_or(SnapshotNeed::default(), |(epoch, seq)| SnapshotNeed {
+                epoch,
+                seq,
+            });
+            let snap = match self.source.snapshot(&key.0, &key.1, need).await {
                 Ok(Some(s)) => s,
                 Ok(None) => {
                     tracing::warn!(target: "eventyard::seq", event_type = %et, producer = %key.0, stream = %key.1,
@@ -928,7 +955,6 @@ impl Engine {
                     continue;
                 }
             };
-            let current = store::load_state(&shared, &key).await.ok().flatten();
             let older = current.is_some_and(|(e, l)| (snap.epoch, snap.seq) < (e, l));
             if older {
                 tracing::warn!(target: "eventyard::seq", event_type = %et, producer = %key.0, stream = %key.1,

@@ -13,7 +13,10 @@
 //!   handed to the application's [`SnapshotHandler`], registered under the
 //!   row's `handler_id` with [`SeqOptions::snapshot_handler`], in the
 //!   transaction that writes `ey_stream_state` and marks the superseded rows
-//!   `done`.
+//!   `done`. For a producer whose database the consumer cannot read,
+//!   [`AmqpResyncSource`] asks the producer's daemon instead (request/reply
+//!   over the transport); it also gets fresh snapshots for the shared
+//!   database ([`DbResyncSource::fresh_snapshots`]).
 //! - **Inspection pass**: on the row's `inspect_cron`, the outbox rows of the
 //!   type since the checkpoint (minus an overlap) go through the trackers,
 //!   which finds tail gaps no later message reveals.
@@ -22,6 +25,7 @@
 //!
 //! The operator's guide is `docs/sequencing.md` ("In the daemon").
 
+mod amqp_source;
 mod engine;
 mod inspect;
 mod partitions;
@@ -39,7 +43,10 @@ use eventyard_seq::Params;
 use crate::handler::{HandlerContext, HandlerOutcome};
 
 pub(crate) use engine::{run, Feed, Live};
-pub use source::{DbResyncSource, FetchedEvent, ResyncError, ResyncSource, StoredSnapshot};
+pub use amqp_source::AmqpResyncSource;
+pub use source::{
+    DbResyncSource, FetchedEvent, ResyncError, ResyncSource, SnapshotNeed, StoredSnapshot,
+};
 pub use trace::TraceSink;
 
 /// A producer's full state handed to a [`SnapshotHandler`].
@@ -172,6 +179,11 @@ impl SeqOptions {
     pub fn partition_lease(mut self, d: Duration) -> Self {
         self.partition_lease = d.max(Duration::from_millis(300));
         self
+    }
+
+    /// Whether a resync source was set with [`source`](Self::source).
+    pub fn has_source(&self) -> bool {
+        self.source.is_some()
     }
 
     /// Records the tracker inputs of the chosen keys as a `seq simulate`

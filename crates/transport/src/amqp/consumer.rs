@@ -160,7 +160,7 @@ async fn open(
         .map_err(|e| session.error(format!("opening a channel for {what}"), e))?;
 
     let mut args: Vec<(&str, AMQPValue)> = Vec::new();
-    if sub.dead_letter {
+    if sub.dead_letter && !sub.transient {
         let dlx = dead_letter_exchange(&sub.exchange);
         let dlq = dead_letter_queue(&sub.queue);
         channel
@@ -203,8 +203,17 @@ async fn open(
          other arguments (PRECONDITION_FAILED), use a new queue name or delete the queue)",
         sub.dead_letter, sub.single_active_consumer
     );
+    // A transient queue (a reply queue) goes with its last consumer.
+    let options = if sub.transient {
+        QueueDeclareOptions {
+            auto_delete: true,
+            ..QueueDeclareOptions::default()
+        }
+    } else {
+        durable()
+    };
     channel
-        .queue_declare(queue.clone(), durable(), convert::table(args))
+        .queue_declare(queue.clone(), options, convert::table(args))
         .await
         .map_err(topology(declared))?;
     if !sub.exchange.is_empty() {
