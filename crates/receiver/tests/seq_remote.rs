@@ -528,6 +528,46 @@ async fn a_stale_stored_snapshot_is_replaced_by_a_fresh_one() {
     snapshots_are_made_fresh(true).await;
 }
 
+/// The producer has no snapshot and its responder no provider: the key
+/// waits in `snapshot` mode (what `seq status` shows) and keeps asking; once
+/// the producer writes a snapshot, the next request gets it and the replica
+/// converges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_snapshot_the_key_waits_in_snapshot_mode_until_one_exists() {
+    let env = env(4).await;
+    let responder = env.start_responder(false).await;
+    let rx = env
+        .start_consumer(Arc::new(env.source(Duration::from_secs(5))), params(0, 3))
+        .await;
+    let mut total = 0;
+    for v in 1..=10 {
+        total += v;
+        env.publish(v).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while env.mode().await.as_deref() != Some("snapshot") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "mode {:?}",
+            env.mode().await
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let (_, last, _, snapshots) = env.replica().await;
+    assert_eq!(snapshots, 0);
+    assert!(last < 4, "stuck before the first lost event (last {last})");
+    env.producer
+        .publisher
+        .write_snapshot(&env.producer.id, STREAM, &LedgerState)
+        .await
+        .unwrap();
+    env.wait_replica(total, 10, 60).await;
+    assert_eq!(env.replica().await.3, 1, "the stored snapshot was applied");
+    assert_eq!(env.mode().await.as_deref(), Some("synced"));
+    rx.shutdown().await;
+    responder.shutdown().await;
+}
+
 /// The producer's responder is down: first a stuck one holds the request
 /// queue and never answers (requests time out), then none runs (requests
 /// are unroutable). The consumer keeps asking with backoff and converges
