@@ -45,6 +45,6 @@ pub use outbox::{
     ClaimRequest, NewOutboxRow, Outbox, OutboxConn, OutboxFilter, OutboxRow, OutboxStatus,
 };
 pub use publisher::{EventMeta, Outcome, Published, Publisher, PublisherOptions, Staged};
-pub use scheduler::{BatchPlan, BatchReport, BatchScheduler, Clock, SystemClock};
 pub use resync::{ResponderOptions, ResyncResponder, RunningResponder};
+pub use scheduler::{BatchPlan, BatchReport, BatchScheduler, Clock, SystemClock};
 pub use sequence::{FreshSnapshot, SeqStamp, SnapshotConn, SnapshotProvider};

@@ -42,8 +42,8 @@ use eventyard_seq::Params;
 
 use crate::handler::{HandlerContext, HandlerOutcome};
 
-pub(crate) use engine::{run, Feed, Live};
 pub use amqp_source::AmqpResyncSource;
+pub(crate) use engine::{run, Feed, Live};
 pub use source::{
     DbResyncSource, FetchedEvent, ResyncError, ResyncSource, SnapshotNeed, StoredSnapshot,
 };
