@@ -99,8 +99,14 @@ async fn consume(
         let Some(first) = first else { return true };
         let mut batch = vec![first];
         let mut ended = false;
+        // The linger is counted from the first delivery, not per delivery: at
+        // a steady trickle (one message per millisecond, say) a per-gap
+        // linger would keep extending the batch and hold its first message
+        // back for many milliseconds. Deliveries already buffered are taken
+        // even after the deadline (a timeout polls its future first).
+        let deadline = tokio::time::Instant::now() + shared.opts.ack_linger;
         while batch.len() < max {
-            match tokio::time::timeout(shared.opts.ack_linger, consumer.next()).await {
+            match tokio::time::timeout_at(deadline, consumer.next()).await {
                 Ok(Some(d)) => batch.push(d),
                 Ok(None) => {
                     ended = true;

@@ -112,7 +112,8 @@ impl ReceiverOptions {
         self
     }
 
-    /// How long a listener waits for more deliveries to join a store (default 1 ms).
+    /// How long a listener waits, from the first delivery of a store, for more
+    /// deliveries to join it (default 1 ms; what is already buffered always joins).
     pub fn ack_linger(mut self, d: Duration) -> Self {
         self.ack_linger = d;
         self
