@@ -210,6 +210,53 @@ async fn publish_many_attributes_returns_to_the_right_message() {
     cleanup(&t, &ex, &[&q]).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishes_keep_returns_attributed_while_the_pipeline_overlaps() {
+    // Many single publishes at once keep the pump writing while earlier
+    // confirms are still out: returns must still reach their own publish.
+    let t = connect().await;
+    let (ex, q) = (unique("ex"), unique("q"));
+    let mut c = t
+        .subscribe(Subscription::new(&q, &ex).bind("ROUTED"))
+        .await
+        .unwrap();
+    c.cancel().await.unwrap();
+    let mut tasks = Vec::new();
+    for task in 0..64 {
+        let (t, ex) = (t.clone(), ex.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut wrong = Vec::new();
+            for i in 0..100 {
+                let lost = (task + i) % 5 == 0;
+                let id = format!("evt-{task}-{i}");
+                let key = if lost { "LOST" } else { "ROUTED" };
+                let result = t.publish(message(&ex, key, &id)).await;
+                let right = match &result {
+                    Err(TransportError::Unroutable { message_id, .. }) => lost && *message_id == id,
+                    Ok(()) => !lost,
+                    Err(_) => false,
+                };
+                if !right {
+                    wrong.push(format!("{id} (lost: {lost}): {result:?}"));
+                }
+            }
+            wrong
+        }));
+    }
+    let mut wrong = Vec::new();
+    for task in tasks {
+        wrong.extend(task.await.unwrap());
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} misattributed: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
+    wait_count(&t, &q, 64 * 80).await;
+    cleanup(&t, &ex, &[&q]).await;
+}
+
 #[tokio::test]
 async fn ack_multiple_acknowledges_the_batch() {
     let t = connect().await;

@@ -6,16 +6,18 @@
 //!   exponential backoff), re-declares the known exchanges, publishes the live
 //!   [`Session`] on a `watch` channel, watches it die, and starts over. lapin's
 //!   own auto-recovery is not used.
-//! - one **publish pump** per publishing channel takes queued publishes in
-//!   batches, writes them, and waits for all their confirms at once. Because
-//!   a pump is the only user of its channel, a returned (unroutable) message
-//!   is matched to its publish by message id, whatever confirm lapin attached
-//!   it to.
+//! - one **publish pump** per publishing channel writes queued publishes
+//!   while at most `max_in_flight` are unconfirmed and collects the confirms
+//!   in publish order at the same time (a continuous pipeline, no
+//!   stop-and-wait per batch). Because a pump is the only user of its
+//!   channel, a returned (unroutable) message is matched to its publish by
+//!   message id, whatever confirm lapin attached it to (see `lane.rs`).
 //! - each **consumer** opens its own channel on the current session and, when
 //!   the session dies, waits for the next one and subscribes again.
 
 mod consumer;
 mod convert;
+mod lane;
 mod options;
 mod partition;
 
@@ -31,7 +33,7 @@ use lapin::options::{
 };
 use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::FieldTable;
-use lapin::{Channel, Confirmation, Connection, ConnectionProperties, Event, ExchangeKind};
+use lapin::{Channel, Connection, ConnectionProperties, Event, ExchangeKind};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -42,6 +44,7 @@ use crate::error::{redact_url, TransportError};
 use crate::message::{dead_letter_exchange, dead_letter_queue, OutgoingMessage, Subscription};
 use crate::{Consumer, Transport};
 use convert::short;
+use lane::Lane;
 
 /// RabbitMQ over AMQP 0-9-1: publisher confirms, mandatory persistent
 /// publishing, durable topology with dead-letter queues, and connection
@@ -491,8 +494,10 @@ impl Inner {
         &self.pumps[i]
     }
 
-    /// Publishes one batch on the pump's channel and answers every job.
-    async fn publish_batch(&self, slot: &mut Option<(u64, Channel)>, jobs: Vec<Job>) {
+    /// Writes a batch of publishes on the pump's lane (opening a fresh
+    /// channel when the lane's is gone or tainted); their confirms are
+    /// collected by the pump while it writes more.
+    async fn write_batch(&self, lane: &mut Option<Lane>, jobs: Vec<Job>) {
         // A caller that gave up (dropped its future) no longer wants the message sent.
         let jobs: Vec<Job> = jobs.into_iter().filter(|j| !j.reply.is_closed()).collect();
         let Some(oldest) = jobs.iter().map(|j| j.enqueued).min() else {
@@ -528,19 +533,21 @@ impl Inner {
             self.failure.notify_one();
         }
 
-        let channel = match slot {
-            Some((generation, channel))
-                if *generation == session.generation && channel.status().connected() =>
-            {
-                channel.clone()
+        if !lane.as_ref().is_some_and(|l| l.usable(session.generation)) {
+            // The old channel's publishes are answered by their own confirms
+            // (or time out) in the background; nothing new goes on it.
+            if let Some(old) = lane.take() {
+                tokio::spawn(old.drain());
             }
-            _ => match session.publish_channel().await {
+            match session.publish_channel().await {
                 Ok(channel) => {
-                    *slot = Some((session.generation, channel.clone()));
-                    channel
+                    *lane = Some(Lane::new(
+                        Arc::clone(&session),
+                        channel,
+                        self.options.confirm_timeout,
+                    ));
                 }
                 Err(e) => {
-                    *slot = None;
                     let text = e.to_string();
                     if !session.connection.status().connected() {
                         self.failure.notify_one();
@@ -550,11 +557,13 @@ impl Inner {
                         source: text.clone().into(),
                     });
                 }
-            },
+            }
+        }
+        let Some(lane) = lane.as_mut() else {
+            return answer_all(jobs, |_| TransportError::Closed);
         };
+        let channel = lane.channel().clone();
 
-        // Write everything, then collect the confirms: the pipeline.
-        let mut pending = Vec::with_capacity(jobs.len());
         let mut broken: Option<String> = None;
         for job in jobs {
             if let Some(reason) = failed_exchanges.get(&job.msg.exchange) {
@@ -593,105 +602,19 @@ impl Inner {
                 .basic_publish(exchange, routing_key, options, &job.msg.payload, props)
                 .await
             {
-                Ok(confirm) => pending.push((job, confirm)),
+                Ok(confirm) => lane.push(job, confirm),
                 Err(e) => {
                     broken = Some(e.to_string());
+                    lane.taint();
                     let e = session.error(describe(&job.msg), e);
                     let _ = job.reply.send(Err(e));
                 }
             }
         }
-
-        let deadline = Instant::now() + self.options.confirm_timeout;
-        let mut returned: HashMap<String, usize> = HashMap::new();
-        let mut outcomes = Vec::with_capacity(pending.len());
-        let mut tainted = broken.is_some();
-        for (job, confirm) in pending {
-            let outcome = match tokio::time::timeout_at(deadline, confirm).await {
-                Err(_) => Outcome::Timeout,
-                Ok(Err(e)) => Outcome::Failed(e.to_string()),
-                Ok(Ok(confirmation)) => {
-                    let acked = match &confirmation {
-                        Confirmation::Ack(_) => Some(true),
-                        Confirmation::Nack(_) => Some(false),
-                        Confirmation::NotRequested => None,
-                    };
-                    if let Some(ret) = confirmation.take_message() {
-                        // lapin attaches a returned message to whichever confirm
-                        // resolves next; the message id says whose it is.
-                        if let Some(id) = ret.delivery.properties.message_id() {
-                            *returned.entry(id.as_str().to_owned()).or_default() += 1;
-                        }
-                    }
-                    match acked {
-                        Some(true) => Outcome::Ack,
-                        Some(false) => Outcome::Nack,
-                        None => Outcome::Failed("publisher confirms are not enabled".into()),
-                    }
-                }
-            };
-            tainted |= matches!(outcome, Outcome::Timeout | Outcome::Failed(_));
-            outcomes.push((job, outcome));
-        }
-        let timeout = self.options.confirm_timeout;
-        for (job, outcome) in outcomes {
-            let msg = &job.msg;
-            let was_returned = match returned.get_mut(&msg.message_id) {
-                Some(n) if *n > 0 && matches!(outcome, Outcome::Ack | Outcome::Nack) => {
-                    *n -= 1;
-                    true
-                }
-                _ => false,
-            };
-            let result = if was_returned {
-                Err(TransportError::Unroutable {
-                    exchange: msg.exchange.clone(),
-                    routing_key: msg.routing_key.clone(),
-                    message_id: msg.message_id.clone(),
-                })
-            } else {
-                match outcome {
-                    Outcome::Ack => Ok(()),
-                    Outcome::Nack => Err(TransportError::Nacked {
-                        exchange: msg.exchange.clone(),
-                        routing_key: msg.routing_key.clone(),
-                        message_id: msg.message_id.clone(),
-                    }),
-                    Outcome::Timeout => Err(TransportError::ConfirmTimeout {
-                        exchange: msg.exchange.clone(),
-                        routing_key: msg.routing_key.clone(),
-                        message_id: msg.message_id.clone(),
-                        timeout,
-                    }),
-                    Outcome::Failed(reason) => Err(session.error(describe(msg), reason)),
-                }
-            };
-            let _ = job.reply.send(result);
-        }
-        if tainted {
-            // Late confirms or returns from this batch must not be credited to
-            // the next one: start the next batch on a fresh channel.
-            if let Some((_, channel)) = slot.take() {
-                tokio::spawn(async move {
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(2),
-                        channel.close(200, "discarded".into()),
-                    )
-                    .await;
-                });
-            }
-            if !session.connection.status().connected() {
-                self.failure.notify_one();
-            }
+        if broken.is_some() && !session.connection.status().connected() {
+            self.failure.notify_one();
         }
     }
-}
-
-enum Outcome {
-    Ack,
-    Nack,
-    Timeout,
-    Failed(String),
 }
 
 fn answer_all(jobs: Vec<Job>, error: impl Fn(&OutgoingMessage) -> TransportError) {
@@ -773,24 +696,52 @@ async fn declare_topic_exchange(
         .await
 }
 
-/// One publishing channel's loop: take what is queued (up to `max` messages),
-/// publish it as one pipelined batch, repeat.
+/// One publishing channel's loop: write what is queued while fewer than `max`
+/// publishes are unconfirmed, and answer each publish when its confirm comes
+/// (in publish order), both at once.
 async fn pump(inner: Weak<Inner>, mut rx: mpsc::Receiver<Job>, max: usize) {
-    let mut slot: Option<(u64, Channel)> = None;
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < max {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+    let mut lane: Option<Lane> = None;
+    loop {
+        let in_flight = lane.as_ref().map_or(0, Lane::in_flight);
+        let step = tokio::select! {
+            biased;
+            confirm = Lane::next_confirm(lane.as_mut()), if in_flight > 0 => Step::Confirm(confirm),
+            job = rx.recv(), if in_flight < max => Step::Jobs(job),
+        };
+        match step {
+            Step::Confirm(confirm) => {
+                if let Some(lane) = lane.as_mut() {
+                    lane.settle(confirm);
+                }
+            }
+            Step::Jobs(None) => break,
+            Step::Jobs(Some(first)) => {
+                let mut batch = vec![first];
+                while in_flight + batch.len() < max {
+                    match rx.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                let Some(inner) = inner.upgrade() else {
+                    answer_all(batch, |_| TransportError::Closed);
+                    break;
+                };
+                inner.write_batch(&mut lane, batch).await;
             }
         }
-        let Some(inner) = inner.upgrade() else {
-            answer_all(batch, |_| TransportError::Closed);
-            return;
-        };
-        inner.publish_batch(&mut slot, batch).await;
     }
+    if let Some(lane) = lane {
+        lane.drain().await;
+    }
+}
+
+/// What woke a pump.
+enum Step {
+    /// The oldest publish in flight was confirmed (or timed out).
+    Confirm(lane::ConfirmResult),
+    /// A publish to write (`None`: the transport is gone).
+    Jobs(Option<Job>),
 }
 
 /// Resolves when the transport is closed or dropped.
