@@ -180,14 +180,7 @@ impl BatchScheduler {
     /// next run.
     pub async fn send_now(&self, event_type: &str) -> Result<BatchReport> {
         let cfg = self.publisher.send_config(event_type)?;
-        let mut total = BatchReport::default();
-        loop {
-            let report = self.send_chunk(&cfg, None).await?;
-            total.add(&report);
-            if report.claimed == 0 || report.retrying + report.failed > 0 {
-                break;
-            }
-        }
+        let total = self.drain(&cfg, None).await?;
         metrics::counter!("eventyard_batch_runs_total", "event_type" => event_type.to_string())
             .increment(1);
         metrics::counter!("eventyard_batch_events_total", "event_type" => event_type.to_string(), "result" => "sent")
@@ -218,14 +211,8 @@ impl BatchScheduler {
             if !cfg.enabled || cfg.send_mode == SendMode::Batch {
                 continue;
             }
-            loop {
-                let before = self.clock.now() - grace;
-                let report = self.send_chunk(cfg, Some(before)).await?;
-                total.add(&report);
-                if report.claimed == 0 || report.retrying + report.failed > 0 {
-                    break;
-                }
-            }
+            let before = self.clock.now() - grace;
+            total.add(&self.drain(cfg, Some(before)).await?);
         }
         metrics::counter!("eventyard_relay_events_total").increment(total.sent);
         if total.claimed > 0 {
@@ -238,13 +225,74 @@ impl BatchScheduler {
         Ok(total)
     }
 
-    async fn send_chunk(
+    /// Sends the type's pending rows (created before `created_before`, if
+    /// given) in chunks of its `batch_size`, as a pipeline: while chunk k is
+    /// published, chunk k+1 is claimed and chunk k−1 marked `sent`. Chunks
+    /// are published one after the other, in id order. A chunk with
+    /// failures ends the drain: the next chunk, already claimed, is released
+    /// unsent (it would overtake the failed rows), and the rest waits for
+    /// the next run.
+    async fn drain(
         &self,
         cfg: &SendConfig,
         created_before: Option<DateTime<Utc>>,
     ) -> Result<BatchReport> {
+        let outbox = &self.publisher.inner.outbox;
+        let mut total = BatchReport::default();
+        let mut rows = self.claim_chunk(cfg, created_before).await?;
+        let mut unmarked: Vec<(String, i32)> = Vec::new();
+        while !rows.is_empty() {
+            let previous = std::mem::take(&mut unmarked);
+            let (report, next, marked) = tokio::join!(
+                self.publish_chunk(cfg, &rows),
+                self.claim_chunk(cfg, created_before),
+                async {
+                    if previous.is_empty() {
+                        Ok(())
+                    } else {
+                        outbox.mark_sent(&previous, Utc::now()).await
+                    }
+                },
+            );
+            let (report, sent) = match report {
+                Ok(done) => done,
+                Err(e) => {
+                    self.release_claimed(next).await;
+                    return Err(e);
+                }
+            };
+            total.add(&report);
+            unmarked = sent;
+            if let Err(e) = marked {
+                let _ = outbox.mark_sent(&unmarked, Utc::now()).await;
+                self.release_claimed(next).await;
+                return Err(e);
+            }
+            if report.retrying + report.failed > 0 {
+                self.release_claimed(next).await;
+                break;
+            }
+            match next {
+                Ok(next) => rows = next,
+                Err(e) => {
+                    outbox.mark_sent(&unmarked, Utc::now()).await?;
+                    return Err(e);
+                }
+            }
+        }
+        if !unmarked.is_empty() {
+            outbox.mark_sent(&unmarked, Utc::now()).await?;
+        }
+        Ok(total)
+    }
+
+    async fn claim_chunk(
+        &self,
+        cfg: &SendConfig,
+        created_before: Option<DateTime<Utc>>,
+    ) -> Result<Vec<OutboxRow>> {
         let inner = &self.publisher.inner;
-        let rows: Vec<OutboxRow> = inner
+        inner
             .outbox
             .claim(&ClaimRequest {
                 owner: &inner.options.instance_id,
@@ -255,20 +303,41 @@ impl BatchScheduler {
                 limit: cfg.batch_size,
                 now: self.clock.now(),
             })
-            .await?;
+            .await
+    }
+
+    /// Gives claimed rows back unsent (their lease is cleared), so the next
+    /// run takes them at once. A failure here only delays them until the
+    /// lease ends.
+    async fn release_claimed(&self, claimed: Result<Vec<OutboxRow>>) {
+        let Ok(rows) = claimed else { return };
+        if rows.is_empty() {
+            return;
+        }
+        let ids: Vec<String> = rows.into_iter().map(|r| r.event_id).collect();
+        if let Err(e) = self.publisher.inner.outbox.release(&ids).await {
+            tracing::warn!(rows = ids.len(), error = %e, "could not release claimed outbox rows; they are taken again when their lease ends");
+        }
+    }
+
+    /// Publishes one claimed chunk; failed rows are recorded at once, the
+    /// sent ones returned (event id, attempts) to be marked `sent`.
+    async fn publish_chunk(
+        &self,
+        cfg: &SendConfig,
+        rows: &[OutboxRow],
+    ) -> Result<(BatchReport, Vec<(String, i32)>)> {
+        let inner = &self.publisher.inner;
         let mut report = BatchReport {
             claimed: rows.len() as u64,
             ..BatchReport::default()
         };
-        if rows.is_empty() {
-            return Ok(report);
-        }
         if let Err(e) = inner.transport.declare_exchange(&cfg.exchange).await {
-            for row in &rows {
+            for row in rows {
                 self.record_failure(cfg, row, &e.to_string(), &mut report)
                     .await?;
             }
-            return Ok(report);
+            return Ok((report, Vec::new()));
         }
         let messages = rows
             .iter()
@@ -286,8 +355,7 @@ impl BatchScheduler {
             }
         }
         report.sent = sent.len() as u64;
-        inner.outbox.mark_sent(&sent, Utc::now()).await?;
-        Ok(report)
+        Ok((report, sent))
     }
 
     async fn record_failure(

@@ -124,16 +124,15 @@ async fn an_unroutable_event_is_a_failure_not_a_success() {
 async fn broker_unreachable_realtime_fails_and_realtime_batch_waits_for_the_scheduler() {
     let proxy = Proxy::start("127.0.0.1:5672").await;
     let url = format!("amqp://guest:guest@{}/%2f", proxy.addr());
-    let transport: Arc<dyn Transport> = Arc::new(
-        AmqpTransport::connect(
-            &url,
-            AmqpOptions::default()
-                .confirm_timeout(Duration::from_secs(2))
-                .connect_wait(Duration::from_millis(300)),
-        )
-        .await
-        .unwrap(),
-    );
+    let amqp_transport = AmqpTransport::connect(
+        &url,
+        AmqpOptions::default()
+            .confirm_timeout(Duration::from_secs(2))
+            .connect_wait(Duration::from_millis(300)),
+    )
+    .await
+    .unwrap();
+    let transport: Arc<dyn Transport> = Arc::new(amqp_transport.clone());
     let exchange = unique("ex");
     let (rt, rtb) = (unique("RT"), unique("RTB"));
     let mut rt_row = row(&rt, "realtime", &exchange);
@@ -174,8 +173,14 @@ async fn broker_unreachable_realtime_fails_and_realtime_batch_waits_for_the_sche
     assert_eq!(env.row(&deferred.event_id).await.status, "pending");
     nothing_more(&mut consumer, 300).await;
 
-    // The broker is back: the scheduler sends the deferred row.
+    // The broker is back: the scheduler sends the deferred row. (Wait for
+    // the reconnect first: its backoff may have grown to seconds, and every
+    // send_now before it would spend one of the row's attempts.)
     proxy.allow();
+    assert!(
+        amqp_transport.wait_connected(Duration::from_secs(30)).await,
+        "the transport reconnects once the broker is reachable"
+    );
     let scheduler = BatchScheduler::new(env.publisher.clone());
     let mut sent = 0;
     for _ in 0..50 {
