@@ -44,7 +44,7 @@ const MIGRATIONS: &[Embedded] = &[
     embedded!(3, "0003_inbox_claims_handler_config"),
     embedded!(4, "0004_sequenced_streams"),
     embedded!(5, "0005_seq_partitions"),
-    embedded!(6, "0006_outbox_fillfactor"),
+    embedded!(6, "0006_outbox_write_cost"),
 ];
 
 /// The embedded migrations of one backend, as a sqlx [`MigrationSource`].

@@ -705,13 +705,13 @@ async fn pump(inner: Weak<Inner>, mut rx: mpsc::Receiver<Job>, max: usize) {
         let in_flight = lane.as_ref().map_or(0, Lane::in_flight);
         let step = tokio::select! {
             biased;
-            confirm = Lane::next_confirm(lane.as_mut()), if in_flight > 0 => Step::Confirm(confirm),
+            confirm = Lane::next_confirm(lane.as_mut()), if in_flight > 0 => Step::Confirm(Box::new(confirm)),
             job = rx.recv(), if in_flight < max => Step::Jobs(job),
         };
         match step {
             Step::Confirm(confirm) => {
                 if let Some(lane) = lane.as_mut() {
-                    lane.settle(confirm);
+                    lane.settle(*confirm);
                 }
             }
             Step::Jobs(None) => break,
@@ -739,7 +739,7 @@ async fn pump(inner: Weak<Inner>, mut rx: mpsc::Receiver<Job>, max: usize) {
 /// What woke a pump.
 enum Step {
     /// The oldest publish in flight was confirmed (or timed out).
-    Confirm(lane::ConfirmResult),
+    Confirm(Box<lane::ConfirmResult>),
     /// A publish to write (`None`: the transport is gone).
     Jobs(Option<Job>),
 }
