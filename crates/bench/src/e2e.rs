@@ -12,14 +12,16 @@
 //! Checked afterwards: every publish `sent`, N rows `done`, N handler calls,
 //! the queue empty.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use clap::Args;
 use eventyard_converter::Registry;
+use eventyard_core::db::Db;
 use eventyard_receiver::{HandlerOutcome, HandlerRegistry, InboxStatus, Message};
 use eventyard_sender::{Outbox, Outcome, Publisher, PublisherOptions};
 use eventyard_transport::Transport;
@@ -98,6 +100,8 @@ pub(crate) struct E2eResult {
     pub(crate) publish_p50: f64,
     /// p99 of `publish`.
     pub(crate) publish_p99: f64,
+    /// Where the time went, per stage (see [`stages`]).
+    pub(crate) stages: String,
     /// The check in words.
     pub(crate) check: String,
     /// Whether the check passed.
@@ -138,6 +142,7 @@ impl E2eResult {
             "\n(c) of which `publish()` itself (outbox insert, confirmed publish, `sent`): p50 {:.1} ms, p99 {:.1} ms",
             self.publish_p50, self.publish_p99
         );
+        let _ = writeln!(out, "\n{}", self.stages);
         out
     }
 }
@@ -224,14 +229,27 @@ async fn steady(
         usize::try_from(n).unwrap_or(0),
     )));
     let calls = Arc::new(AtomicU64::new(0));
+    let called: Arc<Mutex<Vec<Called>>> = Arc::new(Mutex::new(Vec::with_capacity(
+        usize::try_from(n).unwrap_or(0),
+    )));
     let publish_times: Arc<Mutex<Vec<f64>>> = Arc::new(Mutex::new(Vec::new()));
     let mut handlers = HandlerRegistry::new();
     {
         let (latencies, calls) = (Arc::clone(&latencies), Arc::clone(&calls));
+        let called = Arc::clone(&called);
         handlers.register_fn("noop", move |m: Message| {
-            let ms = (Utc::now() - m.header.created_at)
+            let now = Utc::now();
+            let ms = (now - m.header.created_at)
                 .to_std()
                 .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+            called
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(Called {
+                    event_id: m.event_id.clone(),
+                    published_at: m.header.created_at,
+                    called_at: now,
+                });
             latencies
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -310,6 +328,8 @@ async fn steady(
     let mut lat = std::mem::take(&mut *latencies.lock().unwrap_or_else(PoisonError::into_inner));
     let mut pubs =
         std::mem::take(&mut *publish_times.lock().unwrap_or_else(PoisonError::into_inner));
+    let called = std::mem::take(&mut *called.lock().unwrap_or_else(PoisonError::into_inner));
+    let stages = stages(&ey.db, &called).await?;
     let mut pct = |q: f64| percentile(&mut lat, q);
     Ok(E2eResult {
         events: n,
@@ -322,6 +342,7 @@ async fn steady(
         target_ms: p.p99_target_ms,
         publish_p50: percentile(&mut pubs, 0.50),
         publish_p99: percentile(&mut pubs, 0.99),
+        stages,
         ok: done == n && rows == n && handled == n && left == 0,
         check: format!(
             "{} rows `done` of {}, {} handler calls, {} left in queue; publishing took {:.2} s ({} events/s), last `done` at {:.2} s",
@@ -334,6 +355,71 @@ async fn steady(
             elapsed.as_secs_f64()
         ),
     })
+}
+
+/// One handler call, for the stage breakdown.
+struct Called {
+    event_id: String,
+    published_at: DateTime<Utc>,
+    called_at: DateTime<Utc>,
+}
+
+/// Where the latency went, from the timestamps the database keeps:
+/// `publish()` called (the envelope's `created_at`) → the outbox insert's
+/// transaction began (`ey_outbox.created_at`: waiting for the coalescing
+/// writer) → the inbox store's transaction began (`ey_inbox.received_at`:
+/// the insert's commit, the confirmed publish's write, the broker, the
+/// listener's linger and decoding) → the handler was called (the store's
+/// commit, the ack, the dispatch and the group's claim check).
+async fn stages(db: &Db, called: &[Called]) -> Result<String> {
+    let Db::Postgres(pool) = db else {
+        return Ok("(c) stages: PostgreSQL only".to_owned());
+    };
+    let outbox: HashMap<String, DateTime<Utc>> =
+        sqlx::query_as::<_, (String, DateTime<Utc>)>("SELECT event_id, created_at FROM ey_outbox")
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .collect();
+    let inbox: HashMap<String, DateTime<Utc>> =
+        sqlx::query_as::<_, (String, DateTime<Utc>)>("SELECT event_id, received_at FROM ey_inbox")
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .collect();
+    let ms = |a: DateTime<Utc>, b: DateTime<Utc>| {
+        (b - a).num_microseconds().unwrap_or(0) as f64 / 1000.0
+    };
+    let (mut queued, mut carried, mut dispatched) = (Vec::new(), Vec::new(), Vec::new());
+    for c in called {
+        let (Some(&inserted), Some(&stored)) = (outbox.get(&c.event_id), inbox.get(&c.event_id))
+        else {
+            continue;
+        };
+        queued.push(ms(c.published_at, inserted));
+        carried.push(ms(inserted, stored));
+        dispatched.push(ms(stored, c.called_at));
+    }
+    let mut line = String::from("(c) stages, p50 / p99:");
+    for (name, values) in [
+        ("publish() → outbox insert begins", &mut queued),
+        (
+            "→ inbox store begins (insert commit, publish, broker, linger)",
+            &mut carried,
+        ),
+        (
+            "→ handler called (store commit, ack, dispatch, claim)",
+            &mut dispatched,
+        ),
+    ] {
+        let _ = write!(
+            line,
+            " {name}: {:.1} / {:.1} ms;",
+            percentile(values, 0.50),
+            percentile(values, 0.99)
+        );
+    }
+    Ok(line)
 }
 
 /// The `q` quantile (nearest rank) of `values`, sorting them; 0 when empty.

@@ -227,63 +227,79 @@ impl BatchScheduler {
 
     /// Sends the type's pending rows (created before `created_before`, if
     /// given) in chunks of its `batch_size`, as a pipeline: while chunk k is
-    /// published, chunk k+1 is claimed and chunk k−1 marked `sent`. Chunks
-    /// are published one after the other, in id order. A chunk with
-    /// failures ends the drain: the next chunk, already claimed, is released
-    /// unsent (it would overtake the failed rows), and the rest waits for
-    /// the next run.
+    /// published, chunk k−1 is marked `sent` and then chunk k+1 claimed (the
+    /// database steps one after the other, so they never wait on each
+    /// other's row locks). Chunks are published one after the other, in id
+    /// order. A chunk with failures ends the drain: the next chunk, already
+    /// claimed, is released unsent (it would overtake the failed rows), and
+    /// the rest waits for the next run.
     async fn drain(
         &self,
         cfg: &SendConfig,
         created_before: Option<DateTime<Utc>>,
     ) -> Result<BatchReport> {
-        let outbox = &self.publisher.inner.outbox;
         let mut total = BatchReport::default();
         let mut rows = self.claim_chunk(cfg, created_before).await?;
         let mut unmarked: Vec<(String, i32)> = Vec::new();
         while !rows.is_empty() {
             let previous = std::mem::take(&mut unmarked);
-            let (report, next, marked) = tokio::join!(
-                self.publish_chunk(cfg, &rows),
-                self.claim_chunk(cfg, created_before),
-                async {
-                    if previous.is_empty() {
-                        Ok(())
-                    } else {
-                        outbox.mark_sent(&previous, Utc::now()).await
-                    }
-                },
-            );
-            let (report, sent) = match report {
-                Ok(done) => done,
-                Err(e) => {
-                    self.release_claimed(next).await;
-                    return Err(e);
-                }
+            let database = async {
+                let marked = self.mark_sent(&previous).await;
+                let next = self.claim_chunk(cfg, created_before).await;
+                (marked, next)
             };
-            total.add(&report);
+            let (published, (marked, next)) =
+                tokio::join!(self.publish_chunk(cfg, &rows), database);
+            let (sent, failed) = published;
+            let mut report = BatchReport {
+                claimed: rows.len() as u64,
+                sent: sent.len() as u64,
+                ..BatchReport::default()
+            };
             unmarked = sent;
-            if let Err(e) = marked {
-                let _ = outbox.mark_sent(&unmarked, Utc::now()).await;
+            let recorded = self.record_failures(cfg, &failed, &mut report).await;
+            total.add(&report);
+            let stop = match (marked, recorded) {
+                (Err(e), _) | (_, Err(e)) => Some(Err(e)),
+                (Ok(()), Ok(())) if !failed.is_empty() => Some(Ok(())),
+                (Ok(()), Ok(())) => None,
+            };
+            if let Some(end) = stop {
                 self.release_claimed(next).await;
-                return Err(e);
-            }
-            if report.retrying + report.failed > 0 {
-                self.release_claimed(next).await;
-                break;
+                self.mark_sent(&unmarked).await?;
+                return end.map(|()| total);
             }
             match next {
                 Ok(next) => rows = next,
                 Err(e) => {
-                    outbox.mark_sent(&unmarked, Utc::now()).await?;
+                    self.mark_sent(&unmarked).await?;
                     return Err(e);
                 }
             }
         }
-        if !unmarked.is_empty() {
-            outbox.mark_sent(&unmarked, Utc::now()).await?;
-        }
+        self.mark_sent(&unmarked).await?;
         Ok(total)
+    }
+
+    /// Marks published rows `sent`, retrying a deadlock or serialization
+    /// failure (MySQL can report one when another instance claims nearby
+    /// rows): a row left `pending` would be sent again after its lease.
+    async fn mark_sent(&self, sent: &[(String, i32)]) -> Result<()> {
+        if sent.is_empty() {
+            return Ok(());
+        }
+        let outbox = &self.publisher.inner.outbox;
+        let mut tries = 0;
+        loop {
+            match outbox.mark_sent(sent, Utc::now()).await {
+                Err(e) if tries < 5 && crate::sequence::retryable(&e) => {
+                    tries += 1;
+                    tracing::debug!(error = %e, tries, "marking sent rows: retrying after a deadlock");
+                    tokio::time::sleep(Duration::from_millis(10 * tries)).await;
+                }
+                done => return done,
+            }
+        }
     }
 
     async fn claim_chunk(
@@ -292,18 +308,29 @@ impl BatchScheduler {
         created_before: Option<DateTime<Utc>>,
     ) -> Result<Vec<OutboxRow>> {
         let inner = &self.publisher.inner;
-        inner
-            .outbox
-            .claim(&ClaimRequest {
-                owner: &inner.options.instance_id,
-                lease: inner.options.lease,
-                event_type: Some(&cfg.event_type),
-                event_types: &[],
-                created_before,
-                limit: cfg.batch_size,
-                now: self.clock.now(),
-            })
-            .await
+        let mut tries = 0;
+        loop {
+            let claimed = inner
+                .outbox
+                .claim(&ClaimRequest {
+                    owner: &inner.options.instance_id,
+                    lease: inner.options.lease,
+                    event_type: Some(&cfg.event_type),
+                    event_types: &[],
+                    created_before,
+                    limit: cfg.batch_size,
+                    now: self.clock.now(),
+                })
+                .await;
+            match claimed {
+                Err(e) if tries < 5 && crate::sequence::retryable(&e) => {
+                    tries += 1;
+                    tracing::debug!(event_type = %cfg.event_type, error = %e, tries, "claiming outbox rows: retrying after a deadlock");
+                    tokio::time::sleep(Duration::from_millis(10 * tries)).await;
+                }
+                done => return done,
+            }
+        }
     }
 
     /// Gives claimed rows back unsent (their lease is cleared), so the next
@@ -320,24 +347,17 @@ impl BatchScheduler {
         }
     }
 
-    /// Publishes one claimed chunk; failed rows are recorded at once, the
-    /// sent ones returned (event id, attempts) to be marked `sent`.
-    async fn publish_chunk(
+    /// Publishes one claimed chunk. Returns the sent rows (event id,
+    /// attempts) to be marked `sent`, and the failed ones with their error.
+    async fn publish_chunk<'r>(
         &self,
         cfg: &SendConfig,
-        rows: &[OutboxRow],
-    ) -> Result<(BatchReport, Vec<(String, i32)>)> {
+        rows: &'r [OutboxRow],
+    ) -> (Vec<(String, i32)>, Vec<(&'r OutboxRow, String)>) {
         let inner = &self.publisher.inner;
-        let mut report = BatchReport {
-            claimed: rows.len() as u64,
-            ..BatchReport::default()
-        };
         if let Err(e) = inner.transport.declare_exchange(&cfg.exchange).await {
-            for row in rows {
-                self.record_failure(cfg, row, &e.to_string(), &mut report)
-                    .await?;
-            }
-            return Ok((report, Vec::new()));
+            let e = e.to_string();
+            return (Vec::new(), rows.iter().map(|r| (r, e.clone())).collect());
         }
         let messages = rows
             .iter()
@@ -345,17 +365,26 @@ impl BatchScheduler {
             .collect();
         let results = inner.transport.publish_many(messages).await;
         let mut sent = Vec::with_capacity(rows.len());
+        let mut failed = Vec::new();
         for (row, result) in rows.iter().zip(results) {
             match result {
                 Ok(()) => sent.push((row.event_id.clone(), 1)),
-                Err(e) => {
-                    self.record_failure(cfg, row, &e.to_string(), &mut report)
-                        .await?
-                }
+                Err(e) => failed.push((row, e.to_string())),
             }
         }
-        report.sent = sent.len() as u64;
-        Ok((report, sent))
+        (sent, failed)
+    }
+
+    async fn record_failures(
+        &self,
+        cfg: &SendConfig,
+        failed: &[(&OutboxRow, String)],
+        report: &mut BatchReport,
+    ) -> Result<()> {
+        for (row, error) in failed {
+            self.record_failure(cfg, row, error, report).await?;
+        }
+        Ok(())
     }
 
     async fn record_failure(

@@ -240,7 +240,7 @@ pub(crate) const FIRST_EPOCH_SQL: &str = "SELECT COALESCE(MAX(epoch), 0) + 1 FRO
      WHERE producer_id = $1 AND stream = $2";
 
 /// A deadlock or serialization failure: the transaction may be retried.
-fn retryable(e: &SendError) -> bool {
+pub(crate) fn retryable(e: &SendError) -> bool {
     match e {
         SendError::Database(sqlx::Error::Database(d)) => {
             matches!(d.code().as_deref(), Some("40001" | "40P01"))
