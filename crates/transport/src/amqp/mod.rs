@@ -522,11 +522,24 @@ impl Inner {
         // Exchanges first: publishing to a missing exchange would close the channel.
         let mut failed_exchanges: HashMap<String, String> = HashMap::new();
         let exchanges: BTreeSet<&str> = jobs.iter().map(|j| j.msg.exchange.as_str()).collect();
+        // Every wait on the connection is bounded: a connection that died
+        // unnoticed may never answer, and a pump must not hang on it.
+        let bound = self.options.confirm_timeout;
         for exchange in exchanges {
-            if let Err(e) = session.declare_exchange(exchange).await {
-                failed_exchanges.insert(exchange.to_owned(), e.to_string());
-            } else {
-                lock(&self.exchanges).insert(exchange.to_owned());
+            match tokio::time::timeout(bound, session.declare_exchange(exchange)).await {
+                Ok(Ok(())) => {
+                    lock(&self.exchanges).insert(exchange.to_owned());
+                }
+                Ok(Err(e)) => {
+                    failed_exchanges.insert(exchange.to_owned(), e.to_string());
+                }
+                Err(_) => {
+                    failed_exchanges.insert(
+                        exchange.to_owned(),
+                        format!("no answer from the broker within {bound:?}"),
+                    );
+                    self.failure.notify_one();
+                }
             }
         }
         if !session.connection.status().connected() {
@@ -539,7 +552,15 @@ impl Inner {
             if let Some(old) = lane.take() {
                 tokio::spawn(old.drain());
             }
-            match session.publish_channel().await {
+            let opened = tokio::time::timeout(bound, session.publish_channel())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(TransportError::Connection {
+                        context: "opening a publishing channel".into(),
+                        source: format!("no answer from the broker within {bound:?}").into(),
+                    })
+                });
+            match opened {
                 Ok(channel) => {
                     *lane = Some(Lane::new(
                         Arc::clone(&session),
@@ -549,9 +570,7 @@ impl Inner {
                 }
                 Err(e) => {
                     let text = e.to_string();
-                    if !session.connection.status().connected() {
-                        self.failure.notify_one();
-                    }
+                    self.failure.notify_one();
                     return answer_all(jobs, |msg| TransportError::Connection {
                         context: describe(msg),
                         source: text.clone().into(),
@@ -598,10 +617,19 @@ impl Inner {
                 mandatory: true,
                 immediate: false,
             };
-            match channel
-                .basic_publish(exchange, routing_key, options, &job.msg.payload, props)
-                .await
-            {
+            let written = tokio::time::timeout(
+                bound,
+                channel.basic_publish(exchange, routing_key, options, &job.msg.payload, props),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                self.failure.notify_one();
+                Err(lapin::Error::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the message was not written within {bound:?}"),
+                )))
+            });
+            match written {
                 Ok(confirm) => lane.push(job, confirm),
                 Err(e) => {
                     broken = Some(e.to_string());
