@@ -375,18 +375,8 @@ async fn stages(db: &Db, called: &[Called]) -> Result<String> {
     let Db::Postgres(pool) = db else {
         return Ok("(c) stages: PostgreSQL only".to_owned());
     };
-    let outbox: HashMap<String, DateTime<Utc>> =
-        sqlx::query_as::<_, (String, DateTime<Utc>)>("SELECT event_id, created_at FROM ey_outbox")
-            .fetch_all(pool)
-            .await?
-            .into_iter()
-            .collect();
-    let inbox: HashMap<String, DateTime<Utc>> =
-        sqlx::query_as::<_, (String, DateTime<Utc>)>("SELECT event_id, received_at FROM ey_inbox")
-            .fetch_all(pool)
-            .await?
-            .into_iter()
-            .collect();
+    let outbox = times(pool, "SELECT event_id, created_at FROM ey_outbox").await?;
+    let inbox = times(pool, "SELECT event_id, received_at FROM ey_inbox").await?;
     let ms = |a: DateTime<Utc>, b: DateTime<Utc>| {
         (b - a).num_microseconds().unwrap_or(0) as f64 / 1000.0
     };
@@ -420,6 +410,15 @@ async fn stages(db: &Db, called: &[Called]) -> Result<String> {
         );
     }
     Ok(line)
+}
+
+/// A time per event id, from a query selecting (event_id, timestamp).
+async fn times(pool: &sqlx::PgPool, sql: &str) -> Result<HashMap<String, DateTime<Utc>>> {
+    Ok(sqlx::query_as::<_, (String, DateTime<Utc>)>(sql)
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .collect())
 }
 
 /// The `q` quantile (nearest rank) of `values`, sorting them; 0 when empty.

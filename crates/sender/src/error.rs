@@ -127,3 +127,38 @@ pub enum SendError {
 
 /// `Result` with [`SendError`].
 pub type Result<T, E = SendError> = std::result::Result<T, E>;
+
+/// A deadlock or serialization failure: the transaction may be retried.
+fn retryable(e: &SendError) -> bool {
+    match e {
+        SendError::Database(sqlx::Error::Database(d)) => {
+            matches!(d.code().as_deref(), Some("40001" | "40P01"))
+        }
+        _ => false,
+    }
+}
+
+/// Runs `attempt` until it does not fail with a deadlock or serialization
+/// failure, at most five times, pausing a little longer before each retry.
+/// `what` and `event_type` name the work in the debug log of a retry.
+pub(crate) async fn retry_deadlocks<T, F, Fut>(
+    what: &str,
+    event_type: &str,
+    mut attempt: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut tries: u64 = 0;
+    loop {
+        match attempt().await {
+            Err(e) if tries < 4 && retryable(&e) => {
+                tries += 1;
+                tracing::debug!(what, event_type, error = %e, tries, "retrying after a deadlock");
+                tokio::time::sleep(std::time::Duration::from_millis(10 * tries)).await;
+            }
+            done => return done,
+        }
+    }
+}

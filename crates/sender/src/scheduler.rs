@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use eventyard_core::config::{Config, Schedule, SendConfig, SendMode};
 use tokio::sync::watch;
 
-use crate::error::Result;
+use crate::error::{retry_deadlocks, Result};
 use crate::outbox::{ClaimRequest, OutboxRow};
 use crate::publisher::Publisher;
 
@@ -244,7 +244,7 @@ impl BatchScheduler {
         while !rows.is_empty() {
             let previous = std::mem::take(&mut unmarked);
             let database = async {
-                let marked = self.mark_sent(&previous).await;
+                let marked = self.mark_sent(cfg, &previous).await;
                 let next = self.claim_chunk(cfg, created_before).await;
                 (marked, next)
             };
@@ -266,40 +266,33 @@ impl BatchScheduler {
             };
             if let Some(end) = stop {
                 self.release_claimed(next).await;
-                self.mark_sent(&unmarked).await?;
+                self.mark_sent(cfg, &unmarked).await?;
                 return end.map(|()| total);
             }
             match next {
                 Ok(next) => rows = next,
                 Err(e) => {
-                    self.mark_sent(&unmarked).await?;
+                    self.mark_sent(cfg, &unmarked).await?;
                     return Err(e);
                 }
             }
         }
-        self.mark_sent(&unmarked).await?;
+        self.mark_sent(cfg, &unmarked).await?;
         Ok(total)
     }
 
     /// Marks published rows `sent`, retrying a deadlock or serialization
     /// failure (MySQL can report one when another instance claims nearby
     /// rows): a row left `pending` would be sent again after its lease.
-    async fn mark_sent(&self, sent: &[(String, i32)]) -> Result<()> {
+    async fn mark_sent(&self, cfg: &SendConfig, sent: &[(String, i32)]) -> Result<()> {
         if sent.is_empty() {
             return Ok(());
         }
         let outbox = &self.publisher.inner.outbox;
-        let mut tries = 0;
-        loop {
-            match outbox.mark_sent(sent, Utc::now()).await {
-                Err(e) if tries < 5 && crate::sequence::retryable(&e) => {
-                    tries += 1;
-                    tracing::debug!(error = %e, tries, "marking sent rows: retrying after a deadlock");
-                    tokio::time::sleep(Duration::from_millis(10 * tries)).await;
-                }
-                done => return done,
-            }
-        }
+        retry_deadlocks("marking sent rows", &cfg.event_type, || {
+            outbox.mark_sent(sent, Utc::now())
+        })
+        .await
     }
 
     async fn claim_chunk(
@@ -308,29 +301,19 @@ impl BatchScheduler {
         created_before: Option<DateTime<Utc>>,
     ) -> Result<Vec<OutboxRow>> {
         let inner = &self.publisher.inner;
-        let mut tries = 0;
-        loop {
-            let claimed = inner
-                .outbox
-                .claim(&ClaimRequest {
-                    owner: &inner.options.instance_id,
-                    lease: inner.options.lease,
-                    event_type: Some(&cfg.event_type),
-                    event_types: &[],
-                    created_before,
-                    limit: cfg.batch_size,
-                    now: self.clock.now(),
-                })
-                .await;
-            match claimed {
-                Err(e) if tries < 5 && crate::sequence::retryable(&e) => {
-                    tries += 1;
-                    tracing::debug!(event_type = %cfg.event_type, error = %e, tries, "claiming outbox rows: retrying after a deadlock");
-                    tokio::time::sleep(Duration::from_millis(10 * tries)).await;
-                }
-                done => return done,
-            }
-        }
+        retry_deadlocks("claiming outbox rows", &cfg.event_type, || async move {
+            let request = ClaimRequest {
+                owner: &inner.options.instance_id,
+                lease: inner.options.lease,
+                event_type: Some(&cfg.event_type),
+                event_types: &[],
+                created_before,
+                limit: cfg.batch_size,
+                now: self.clock.now(),
+            };
+            inner.outbox.claim(&request).await
+        })
+        .await
     }
 
     /// Gives claimed rows back unsent (their lease is cleared), so the next

@@ -25,7 +25,7 @@ use eventyard_core::envelope::{Body, Envelope};
 use eventyard_core::with_pool;
 use serde::Serialize;
 
-use crate::error::{Result, SendError};
+use crate::error::{retry_deadlocks, Result, SendError};
 use crate::outbox::{NewOutboxRow, OutboxConn};
 use crate::publisher::{EventMeta, Outcome, Published, Publisher};
 
@@ -239,16 +239,6 @@ pub(crate) fn ensure_counter_sql(backend: Backend) -> &'static str {
 pub(crate) const FIRST_EPOCH_SQL: &str = "SELECT COALESCE(MAX(epoch), 0) + 1 FROM ey_outbox \
      WHERE producer_id = $1 AND stream = $2";
 
-/// A deadlock or serialization failure: the transaction may be retried.
-pub(crate) fn retryable(e: &SendError) -> bool {
-    match e {
-        SendError::Database(sqlx::Error::Database(d)) => {
-            matches!(d.code().as_deref(), Some("40001" | "40P01"))
-        }
-        _ => false,
-    }
-}
-
 fn snapshot_upsert_sql(backend: Backend) -> &'static str {
     match backend {
         Backend::MySql => {
@@ -431,11 +421,9 @@ impl Publisher {
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| cfg.event_type.clone());
         let claimed = cfg.send_mode != SendMode::Batch;
-        let mut tries = 0;
-        let (event_id, payload, stamp) = loop {
-            tries += 1;
-            match self
-                .number_and_store(
+        let (event_id, payload, stamp) =
+            retry_deadlocks("sequenced numbering", &cfg.event_type, || {
+                self.number_and_store(
                     &cfg,
                     body.clone(),
                     meta.clone(),
@@ -444,16 +432,8 @@ impl Publisher {
                     snapshot.as_deref(),
                     claimed,
                 )
-                .await
-            {
-                Err(e) if tries < 5 && retryable(&e) => {
-                    tracing::debug!(event_type = %cfg.event_type, producer_id = %producer, stream = %stream,
-                        error = %e, "sequenced numbering: retrying after a deadlock");
-                    continue;
-                }
-                other => break other?,
-            }
-        };
+            })
+            .await?;
         let published = if cfg.send_mode == SendMode::Batch {
             Published {
                 event_id,

@@ -66,6 +66,18 @@ async fn wait_count(t: &AmqpTransport, queue: &str, n: u32) {
     panic!("queue `{queue}` holds {last} messages, expected {n}");
 }
 
+/// A fresh exchange and a durable queue bound to it with `key` (declared by
+/// subscribing once), with no consumer left on it.
+async fn bound_queue(t: &AmqpTransport, key: &str) -> (String, String) {
+    let (ex, q) = (unique("ex"), unique("q"));
+    let mut c = t
+        .subscribe(Subscription::new(&q, &ex).bind(key))
+        .await
+        .unwrap();
+    c.cancel().await.unwrap();
+    (ex, q)
+}
+
 async fn cleanup(t: &AmqpTransport, exchange: &str, queues: &[&str]) {
     for q in queues {
         t.delete_queue(q).await.unwrap();
@@ -156,12 +168,7 @@ async fn confirm_is_ok_only_when_routed() {
 #[tokio::test]
 async fn publish_many_pipelines_ten_thousand() {
     let t = connect().await;
-    let (ex, q) = (unique("ex"), unique("q"));
-    let mut c = t
-        .subscribe(Subscription::new(&q, &ex).bind("BULK"))
-        .await
-        .unwrap();
-    c.cancel().await.unwrap();
+    let (ex, q) = bound_queue(&t, "BULK").await;
     let msgs: Vec<_> = (0..10_000)
         .map(|i| message(&ex, "BULK", &format!("evt-{i}")))
         .collect();
@@ -181,12 +188,7 @@ async fn publish_many_pipelines_ten_thousand() {
 #[tokio::test]
 async fn publish_many_attributes_returns_to_the_right_message() {
     let t = connect().await;
-    let (ex, q) = (unique("ex"), unique("q"));
-    let mut c = t
-        .subscribe(Subscription::new(&q, &ex).bind("ROUTED"))
-        .await
-        .unwrap();
-    c.cancel().await.unwrap();
+    let (ex, q) = bound_queue(&t, "ROUTED").await;
     // Every third message has no queue; lapin hands returns to whichever
     // confirm comes next, so this checks the attribution by message id.
     let msgs: Vec<_> = (0..3000)
@@ -215,12 +217,7 @@ async fn concurrent_publishes_keep_returns_attributed_while_the_pipeline_overlap
     // Many single publishes at once keep the pump writing while earlier
     // confirms are still out: returns must still reach their own publish.
     let t = connect().await;
-    let (ex, q) = (unique("ex"), unique("q"));
-    let mut c = t
-        .subscribe(Subscription::new(&q, &ex).bind("ROUTED"))
-        .await
-        .unwrap();
-    c.cancel().await.unwrap();
+    let (ex, q) = bound_queue(&t, "ROUTED").await;
     let mut tasks = Vec::new();
     for task in 0..64 {
         let (t, ex) = (t.clone(), ex.clone());
