@@ -90,6 +90,7 @@ async fn sigkill_mid_resync_resumes_and_applies_everything_once_in_order() {
                 content_encoding: Some("gzip".into()),
                 headers: Default::default(),
                 payload: row.payload,
+                order: Default::default(),
             })
             .await
             .unwrap();

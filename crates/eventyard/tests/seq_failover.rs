@@ -102,6 +102,7 @@ async fn the_standby_daemon_takes_over_a_sequenced_queue_and_applies_everything_
                     content_encoding: Some("gzip".into()),
                     headers: Default::default(),
                     payload: row.payload,
+                    order: Default::default(),
                 })
                 .await
                 .unwrap();

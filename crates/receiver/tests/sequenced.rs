@@ -437,6 +437,7 @@ fn wire(env: &Env, event_id: &str, payload: Vec<u8>) -> OutgoingMessage {
         content_encoding: Some("gzip".into()),
         headers: Default::default(),
         payload,
+        order: Default::default(),
     }
 }
 

@@ -343,6 +343,42 @@ impl Outbox {
         Ok(())
     }
 
+    /// Marks rows `sent` by their row ids, each after one attempt (the
+    /// batch drain's form of [`mark_sent`](Self::mark_sent): the rows are
+    /// found by primary key, and on PostgreSQL all ids travel as one array).
+    pub async fn mark_sent_by_id(&self, ids: &[i64], now: DateTime<Utc>) -> Result<()> {
+        const SET: &str =
+            "UPDATE ey_outbox SET status = 'sent', sent_at = $1, attempts = attempts + 1, \
+                           claimed_by = NULL, claimed_until = NULL, last_error = NULL";
+        if ids.is_empty() {
+            return Ok(());
+        }
+        #[cfg(feature = "postgres")]
+        if let Db::Postgres(pool) = &self.db {
+            sqlx::query(&format!("{SET} WHERE id = ANY($2)"))
+                .bind(now)
+                .bind(ids)
+                .execute(pool)
+                .await?;
+            return Ok(());
+        }
+        for chunk in ids.chunks(500) {
+            let sql = self
+                .db
+                .sql(&format!(
+                    "{SET} WHERE id IN ({})",
+                    placeholders_from(2, chunk.len())
+                ))
+                .into_owned();
+            with_pool!(&self.db, pool => {
+                let mut q = sqlx::query(&sql).bind(now);
+                for id in chunk { q = q.bind(*id); }
+                q.execute(pool).await?;
+            });
+        }
+        Ok(())
+    }
+
     /// Records a failed attempt: one more attempt, the error, and either
     /// `failed` (when `give_up`) or back to unclaimed `pending`.
     pub async fn mark_attempt_failed(
@@ -465,6 +501,14 @@ impl Outbox {
             q.execute(pool).await?.rows_affected()
         }))
     }
+}
+
+/// `$first, $first+1, …` for `n` values.
+fn placeholders_from(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `WHERE` body (through `LIMIT`) selecting claimable rows; parameters

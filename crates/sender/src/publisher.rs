@@ -8,7 +8,9 @@ use chrono::Utc;
 use eventyard_converter::{BodyFormat, Registry, SendContext, SendConverter};
 use eventyard_core::config::{Loaded, SendConfig, SendMode};
 use eventyard_core::envelope::{self, Body, Codec, Envelope};
-use eventyard_transport::{OutgoingMessage, Transport, TransportError, PRODUCER_HEADER};
+use eventyard_transport::{
+    OutgoingMessage, PublishOrder, Transport, TransportError, PRODUCER_HEADER,
+};
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -660,6 +662,7 @@ impl Publisher {
             content_encoding: encoding,
             headers,
             payload,
+            order: PublishOrder::Call,
         }
     }
 }

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use crate::error::{retry_deadlocks, Result};
 use crate::outbox::{ClaimRequest, OutboxRow};
 use crate::publisher::Publisher;
+use eventyard_transport::{PublishOrder, Transport};
 
 /// A source of the current time, injectable for tests.
 pub trait Clock: Send + Sync + std::fmt::Debug {
@@ -144,6 +145,73 @@ impl BatchReport {
     }
 }
 
+/// Each row's publish result, in row order (`Err`: why it was not sent).
+type RowResults = Vec<std::result::Result<(), String>>;
+
+/// A chunk handed to the transport.
+enum Publishing {
+    /// Its publishing task is running.
+    Running(tokio::task::JoinHandle<(Vec<OutboxRow>, RowResults)>),
+    /// Every row has its answer (in row order).
+    Confirmed(Vec<OutboxRow>, RowResults),
+}
+
+impl Publishing {
+    /// Waits for every confirm. A publishing task that died (it cannot
+    /// panic in normal operation) counts as every row failed.
+    async fn confirmed(self) -> Publishing {
+        match self {
+            Publishing::Running(task) => match task.await {
+                Ok((rows, results)) => Publishing::Confirmed(rows, results),
+                Err(e) => {
+                    tracing::error!(error = %e, "a batch publishing task ended abnormally; its rows stay pending");
+                    Publishing::Confirmed(Vec::new(), Vec::new())
+                }
+            },
+            done => done,
+        }
+    }
+
+    fn has_failures(&self) -> bool {
+        match self {
+            Publishing::Running(_) => false,
+            Publishing::Confirmed(_, results) => results.iter().any(|r| r.is_err()),
+        }
+    }
+}
+
+/// Publishes one claimed chunk: one result per row, in row order. Rows of
+/// one sequenced stream keep their order (one publishing channel per
+/// stream); the others may use every channel at once.
+async fn publish_chunk(publisher: &Publisher, cfg: &SendConfig, rows: &[OutboxRow]) -> RowResults {
+    let transport = &publisher.inner.transport;
+    if let Err(e) = transport.declare_exchange(&cfg.exchange).await {
+        let e = e.to_string();
+        return rows.iter().map(|_| Err(e.clone())).collect();
+    }
+    let messages = rows
+        .iter()
+        .map(|r| {
+            let order = match (&r.producer_id, &r.stream) {
+                (Some(producer), stream) => PublishOrder::Key(format!(
+                    "{producer}\u{1f}{}",
+                    stream.as_deref().unwrap_or_default()
+                )),
+                (None, _) => PublishOrder::Any,
+            };
+            publisher
+                .message(cfg, &r.event_id, r.payload.clone())
+                .order(order)
+        })
+        .collect();
+    transport
+        .publish_many(messages)
+        .await
+        .into_iter()
+        .map(|r| r.map_err(|e| e.to_string()))
+        .collect()
+}
+
 /// Runs batch sends and the relay for a [`Publisher`].
 #[derive(Debug, Clone)]
 pub struct BatchScheduler {
@@ -226,71 +294,123 @@ impl BatchScheduler {
     }
 
     /// Sends the type's pending rows (created before `created_before`, if
-    /// given) in chunks of its `batch_size`, as a pipeline: while chunk k is
-    /// published, chunk k−1 is marked `sent` and then chunk k+1 claimed (the
-    /// database steps one after the other, so they never wait on each
-    /// other's row locks). Chunks are published one after the other, in id
-    /// order. A chunk with failures ends the drain: the next chunk, already
-    /// claimed, is released unsent (it would overtake the failed rows), and
-    /// the rest waits for the next run.
+    /// given) in chunks of its `batch_size`, as a pipeline. Each chunk is
+    /// published on its own task; meanwhile the previous chunk's results are
+    /// collected and its rows marked `sent`, and then the next chunk is
+    /// claimed (the database steps one after the other, so they never wait
+    /// on each other's row locks). For an unsequenced type the next chunk
+    /// starts publishing while the current one's confirms are still coming,
+    /// so the publishing channels never run dry between chunks. For a
+    /// sequenced type a chunk starts only when the one before it is
+    /// confirmed, so rows of one stream go out in sequence order across
+    /// chunks (within a chunk, each stream stays on one channel). A chunk with
+    /// failures ends the drain: the next chunk, if already claimed but not
+    /// yet published, is released unsent (it would overtake the failed rows),
+    /// and the rest waits for the next run.
     async fn drain(
         &self,
         cfg: &SendConfig,
         created_before: Option<DateTime<Utc>>,
     ) -> Result<BatchReport> {
+        let overlap = !cfg.sequenced;
         let mut total = BatchReport::default();
         let mut rows = self.claim_chunk(cfg, created_before).await?;
-        let mut unmarked: Vec<(String, i32)> = Vec::new();
-        while !rows.is_empty() {
-            let previous = std::mem::take(&mut unmarked);
-            let database = async {
-                let marked = self.mark_sent(cfg, &previous).await;
-                let next = self.claim_chunk(cfg, created_before).await;
-                (marked, next)
-            };
-            let (published, (marked, next)) =
-                tokio::join!(self.publish_chunk(cfg, &rows), database);
-            let (sent, failed) = published;
-            let mut report = BatchReport {
-                claimed: rows.len() as u64,
-                sent: sent.len() as u64,
-                ..BatchReport::default()
-            };
-            unmarked = sent;
-            let recorded = self.record_failures(cfg, &failed, &mut report).await;
-            total.add(&report);
-            let stop = match (marked, recorded) {
-                (Err(e), _) | (_, Err(e)) => Some(Err(e)),
-                (Ok(()), Ok(())) if !failed.is_empty() => Some(Ok(())),
-                (Ok(()), Ok(())) => None,
-            };
-            if let Some(end) = stop {
-                self.release_claimed(next).await;
-                self.mark_sent(cfg, &unmarked).await?;
-                return end.map(|()| total);
+        // The chunk before the current one: still publishing (overlap), or
+        // published and not yet marked.
+        let mut previous: Option<Publishing> = None;
+        loop {
+            let current =
+                (!rows.is_empty()).then(|| self.start_publishing(cfg, std::mem::take(&mut rows)));
+            if let Some(previous) = previous.take() {
+                let ended = self.finish_chunk(cfg, previous, &mut total).await;
+                if let Err(end) = ended {
+                    // Stop here; what is already publishing is finished and recorded.
+                    if let Some(current) = current {
+                        let _ = self.finish_chunk(cfg, current, &mut total).await;
+                    }
+                    return end.map(|()| total);
+                }
             }
-            match next {
+            let Some(current) = current else {
+                return Ok(total);
+            };
+            match self.claim_chunk(cfg, created_before).await {
                 Ok(next) => rows = next,
                 Err(e) => {
-                    self.mark_sent(cfg, &unmarked).await?;
+                    let _ = self.finish_chunk(cfg, current, &mut total).await;
                     return Err(e);
                 }
             }
+            let current = if overlap {
+                current
+            } else {
+                let current = current.confirmed().await;
+                if current.has_failures() {
+                    // The next chunk would overtake the failed rows: give it back.
+                    self.release_claimed(std::mem::take(&mut rows)).await;
+                }
+                current
+            };
+            previous = Some(current);
         }
-        self.mark_sent(cfg, &unmarked).await?;
-        Ok(total)
+    }
+
+    /// Starts publishing a claimed chunk on its own task.
+    fn start_publishing(&self, cfg: &SendConfig, rows: Vec<OutboxRow>) -> Publishing {
+        let publisher = self.publisher.clone();
+        let cfg = cfg.clone();
+        Publishing::Running(tokio::spawn(async move {
+            let results = publish_chunk(&publisher, &cfg, &rows).await;
+            (rows, results)
+        }))
+    }
+
+    /// Waits for a chunk's confirms, marks its sent rows and records its
+    /// failures. `Err(Ok(()))` ends the drain without an error (the chunk
+    /// had failures), `Err(Err(e))` with one.
+    async fn finish_chunk(
+        &self,
+        cfg: &SendConfig,
+        chunk: Publishing,
+        total: &mut BatchReport,
+    ) -> std::result::Result<(), Result<()>> {
+        let (rows, results) = match chunk.confirmed().await {
+            Publishing::Confirmed(rows, results) => (rows, results),
+            Publishing::Running(_) => unreachable!("confirmed() waits for the task"),
+        };
+        let mut sent = Vec::with_capacity(rows.len());
+        let mut failed = Vec::new();
+        for (row, result) in rows.iter().zip(results) {
+            match result {
+                Ok(()) => sent.push(row.id),
+                Err(e) => failed.push((row, e)),
+            }
+        }
+        let mut report = BatchReport {
+            claimed: rows.len() as u64,
+            sent: sent.len() as u64,
+            ..BatchReport::default()
+        };
+        let marked = self.mark_sent(cfg, &sent).await;
+        let recorded = self.record_failures(cfg, &failed, &mut report).await;
+        total.add(&report);
+        match (marked, recorded) {
+            (Err(e), _) | (_, Err(e)) => Err(Err(e)),
+            (Ok(()), Ok(())) if !failed.is_empty() => Err(Ok(())),
+            (Ok(()), Ok(())) => Ok(()),
+        }
     }
 
     /// Marks published rows `sent`, retrying a deadlock or serialization
     /// failure (MySQL can report one when another instance claims nearby
     /// rows): a row left `pending` would be sent again after its lease.
-    async fn mark_sent(&self, cfg: &SendConfig, sent: &[(String, i32)]) -> Result<()> {
+    async fn mark_sent(&self, cfg: &SendConfig, sent: &[i64]) -> Result<()> {
         if sent.is_empty() {
             return Ok(());
         }
         let outbox = &self.publisher.inner.outbox;
         retry_deadlocks("marking sent rows", &cfg.event_type, || {
-            outbox.mark_sent(sent, Utc::now())
+            outbox.mark_sent_by_id(sent, Utc::now())
         })
         .await
     }
@@ -319,8 +439,7 @@ impl BatchScheduler {
     /// Gives claimed rows back unsent (their lease is cleared), so the next
     /// run takes them at once. A failure here only delays them until the
     /// lease ends.
-    async fn release_claimed(&self, claimed: Result<Vec<OutboxRow>>) {
-        let Ok(rows) = claimed else { return };
+    async fn release_claimed(&self, rows: Vec<OutboxRow>) {
         if rows.is_empty() {
             return;
         }
@@ -328,34 +447,6 @@ impl BatchScheduler {
         if let Err(e) = self.publisher.inner.outbox.release(&ids).await {
             tracing::warn!(rows = ids.len(), error = %e, "could not release claimed outbox rows; they are taken again when their lease ends");
         }
-    }
-
-    /// Publishes one claimed chunk. Returns the sent rows (event id,
-    /// attempts) to be marked `sent`, and the failed ones with their error.
-    async fn publish_chunk<'r>(
-        &self,
-        cfg: &SendConfig,
-        rows: &'r [OutboxRow],
-    ) -> (Vec<(String, i32)>, Vec<(&'r OutboxRow, String)>) {
-        let inner = &self.publisher.inner;
-        if let Err(e) = inner.transport.declare_exchange(&cfg.exchange).await {
-            let e = e.to_string();
-            return (Vec::new(), rows.iter().map(|r| (r, e.clone())).collect());
-        }
-        let messages = rows
-            .iter()
-            .map(|r| self.publisher.message(cfg, &r.event_id, r.payload.clone()))
-            .collect();
-        let results = inner.transport.publish_many(messages).await;
-        let mut sent = Vec::with_capacity(rows.len());
-        let mut failed = Vec::new();
-        for (row, result) in rows.iter().zip(results) {
-            match result {
-                Ok(()) => sent.push((row.event_id.clone(), 1)),
-                Err(e) => failed.push((row, e.to_string())),
-            }
-        }
-        (sent, failed)
     }
 
     async fn record_failures(

@@ -6,12 +6,16 @@
 //! ```
 //!
 //! `EVENTYARD_AMQP_URL` overrides the broker URL, `EVENTYARD_MAX_IN_FLIGHT` the
-//! per-channel in-flight bound. The queue and exchange are
+//! per-channel in-flight bound, `EVENTYARD_PUBLISH_ORDER=any` publishes the
+//! messages as [`PublishOrder::Any`] (spread over every publishing channel)
+//! instead of the default `call` (one channel per call). The queue and exchange are
 //! deleted at the end.
 
 use std::time::Instant;
 
-use eventyard_transport::{AmqpOptions, AmqpTransport, OutgoingMessage, Subscription, Transport};
+use eventyard_transport::{
+    AmqpOptions, AmqpTransport, OutgoingMessage, PublishOrder, Subscription, Transport,
+};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -32,6 +36,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Ok(n) = std::env::var("EVENTYARD_MAX_IN_FLIGHT") {
         options = options.max_in_flight(n.parse()?);
     }
+    let order = match std::env::var("EVENTYARD_PUBLISH_ORDER").as_deref() {
+        Ok("any") => PublishOrder::Any,
+        Ok("call") | Err(_) => PublishOrder::Call,
+        Ok(other) => {
+            return Err(format!("EVENTYARD_PUBLISH_ORDER: `{other}` is not `call` or `any`").into())
+        }
+    };
     let transport = AmqpTransport::connect(&url, options).await?;
     let tag = std::process::id();
     let (exchange, queue) = (format!("ey-bench.{tag}"), format!("ey-bench.{tag}.q"));
@@ -50,6 +61,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(|i| {
                 let id = format!("bench-{}", sent + failed + i);
                 OutgoingMessage::new(&exchange, "BENCH", id, "BENCH.EVENT", body.clone())
+                    .order(order.clone())
             })
             .collect();
         for result in transport.publish_many(msgs).await {
@@ -61,7 +73,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let elapsed = started.elapsed();
     println!(
-        "publish_many: {sent} confirmed, {failed} failed in {:.2} s = {:.0} msg/s (batch {batch})",
+        "publish_many: {sent} confirmed, {failed} failed in {:.2} s = {:.0} msg/s (batch {batch}, order {order:?})",
         elapsed.as_secs_f64(),
         sent as f64 / elapsed.as_secs_f64()
     );

@@ -101,7 +101,8 @@ pub use amqp::{AmqpOptions, AmqpTransport};
 pub use error::{BoxError, Result, TransportError};
 pub use memory::{InProcessTransport, PublishFault, QueueDepth};
 pub use message::{
-    dead_letter_exchange, dead_letter_queue, Acker, Delivery, OutgoingMessage, Subscription,
+    dead_letter_exchange, dead_letter_queue, Acker, Delivery, OutgoingMessage, PublishOrder,
+    Subscription,
 };
 pub use partition::{Partitions, PRODUCER_HEADER};
 
@@ -125,8 +126,12 @@ pub trait Transport: Send + Sync + std::fmt::Debug + 'static {
 
     /// Publishes many with the confirms pipelined; one result per message, in
     /// the same order. Much faster than calling [`publish`](Self::publish) in
-    /// a loop. There is no ordering guarantee between messages that go out on
-    /// different publishing channels (see `AmqpOptions::publish_channels`).
+    /// a loop. Each message's [`PublishOrder`] says which others it stays in
+    /// order with: by default all of the call's messages go out on one
+    /// publishing channel in order; messages marked [`PublishOrder::Any`] or
+    /// [`PublishOrder::Key`] are spread over all of them (see
+    /// `AmqpOptions::publish_channels`). There is no ordering guarantee
+    /// between different calls that go out on different channels.
     async fn publish_many(&self, msgs: Vec<OutgoingMessage>) -> Vec<Result<(), TransportError>>;
 
     /// Declares the queue (durable; with a dead-letter exchange and queue

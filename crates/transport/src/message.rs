@@ -30,6 +30,37 @@ pub struct OutgoingMessage {
     pub headers: BTreeMap<String, String>,
     /// The payload (the packed envelope).
     pub payload: Vec<u8>,
+    /// Which other messages of one [`publish_many`](crate::Transport::publish_many)
+    /// call this one must stay in order with ([`PublishOrder::Call`] unless set).
+    pub order: PublishOrder,
+}
+
+/// The order a message must keep among the other messages of one
+/// [`publish_many`](crate::Transport::publish_many) call.
+///
+/// The AMQP transport publishes on several channels at once, and the broker
+/// keeps the order of messages only within one channel. A call whose
+/// messages need not all stay in order can use every channel instead of one:
+///
+/// | order | goes out |
+/// |---|---|
+/// | `Call` (the default) | on one channel with the call's other `Call` messages, in the call's order |
+/// | `Key(k)` | on the channel chosen by `k`, in the call's order with every message of the same key |
+/// | `Any` | on any channel, spread evenly |
+///
+/// Messages of different kinds (or different keys) in one call have no
+/// order between them. The in-process transport keeps every message in the
+/// call's order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub enum PublishOrder {
+    /// In order with the call's other `Call` messages.
+    #[default]
+    Call,
+    /// In order with the call's messages of the same key (for example a
+    /// producer and stream of sequenced events).
+    Key(String),
+    /// No order with any other message.
+    Any,
 }
 
 impl OutgoingMessage {
@@ -49,7 +80,14 @@ impl OutgoingMessage {
             content_encoding: None,
             headers: BTreeMap::new(),
             payload: payload.into(),
+            order: PublishOrder::Call,
         }
+    }
+
+    /// Sets the order the message keeps within a `publish_many` call.
+    pub fn order(mut self, order: PublishOrder) -> Self {
+        self.order = order;
+        self
     }
 
     /// Sets the content encoding.
@@ -76,6 +114,7 @@ impl fmt::Debug for OutgoingMessage {
             .field("content_encoding", &self.content_encoding)
             .field("headers", &self.headers)
             .field("payload_len", &self.payload.len())
+            .field("order", &self.order)
             .finish()
     }
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use eventyard_testkit::proxy::Proxy;
 use eventyard_transport::{
-    AmqpOptions, AmqpTransport, Consumer, Delivery, OutgoingMessage, Subscription, Transport,
-    TransportError,
+    AmqpOptions, AmqpTransport, Consumer, Delivery, OutgoingMessage, PublishOrder, Subscription,
+    Transport, TransportError,
 };
 
 const BROKER: &str = "127.0.0.1:5672";
@@ -182,6 +182,63 @@ async fn publish_many_pipelines_ten_thousand() {
         failed.first()
     );
     wait_count(&t, &q, 10_000).await;
+    cleanup(&t, &ex, &[&q]).await;
+}
+
+/// Messages spread over the publishing channels (`Key`, `Any`) still get
+/// their own answers in call order, and each key's messages arrive in order.
+#[tokio::test]
+async fn publish_many_keeps_each_keys_order_while_spreading() {
+    let t = connect().await;
+    let (ex, q) = bound_queue(&t, "SPREAD").await;
+    let order = |i: usize| match i % 4 {
+        0 => PublishOrder::Key("stream-a".into()),
+        1 => PublishOrder::Key("stream-b".into()),
+        _ => PublishOrder::Any,
+    };
+    // Every fifth `Any` message has no queue: its error must come back at its own index.
+    let lost = |i: usize| i % 4 == 3 && i.is_multiple_of(5);
+    let msgs: Vec<_> = (0..3000)
+        .map(|i| {
+            let key = if lost(i) { "LOST" } else { "SPREAD" };
+            message(&ex, key, &format!("evt-{i}")).order(order(i))
+        })
+        .collect();
+    let results = t.publish_many(msgs).await;
+    assert_eq!(results.len(), 3000);
+    for (i, result) in results.iter().enumerate() {
+        if lost(i) {
+            assert!(
+                matches!(result, Err(TransportError::Unroutable { message_id, .. }) if *message_id == format!("evt-{i}")),
+                "message {i}: {result:?}"
+            );
+        } else {
+            assert!(result.is_ok(), "message {i}: {result:?}");
+        }
+    }
+    let routed = (0..3000).filter(|i| !lost(*i)).count();
+    let mut consumer = t
+        .subscribe(Subscription::new(&q, &ex).bind("SPREAD"))
+        .await
+        .unwrap();
+    let mut seen: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    let mut ids = HashSet::new();
+    for _ in 0..routed {
+        let d = next(&mut consumer).await;
+        let id = d.message_id.clone().unwrap_or_default();
+        let i: usize = id.trim_start_matches("evt-").parse().unwrap();
+        seen.entry(i % 4).or_default().push(i);
+        assert!(ids.insert(id), "delivered once");
+        d.acker.ack().await.unwrap();
+    }
+    for key in [0, 1] {
+        let got = &seen[&key];
+        let mut sorted = got.clone();
+        sorted.sort_unstable();
+        assert_eq!(got, &sorted, "the messages of key {key} arrive in order");
+        assert_eq!(got.len(), 750);
+    }
+    consumer.cancel().await.unwrap();
     cleanup(&t, &ex, &[&q]).await;
 }
 

@@ -29,6 +29,11 @@ impl Handler for LogHandler {
         );
         HandlerOutcome::done("logged")
     }
+
+    /// It only logs.
+    fn uses_transaction(&self) -> bool {
+        false
+    }
 }
 
 /// `sql`: runs the statement(s) in the row's `handler_config` inside the

@@ -70,6 +70,8 @@ impl<'c> From<&'c mut sqlx::SqliteConnection> for Tx<'c> {
 /// yourself — eventyard does, according to the [`HandlerOutcome`](crate::HandlerOutcome).
 pub struct HandlerContext<'c> {
     tx: Tx<'c>,
+    /// Whether the handler reached for the transaction (any accessor).
+    touched: bool,
     db: &'c Db,
     config: &'c ReceiveConfig,
     handler_config: Option<&'c str>,
@@ -96,6 +98,7 @@ impl<'c> HandlerContext<'c> {
     ) -> Self {
         HandlerContext {
             tx: tx.into(),
+            touched: false,
             db,
             config,
             handler_config,
@@ -104,7 +107,14 @@ impl<'c> HandlerContext<'c> {
 
     /// The transaction, whichever the backend.
     pub fn tx(&mut self) -> &mut Tx<'c> {
+        self.touched = true;
         &mut self.tx
+    }
+
+    /// Whether the handler reached for the transaction through any of the
+    /// accessors (the receiver uses it to know what a failure must undo).
+    pub(crate) fn touched_transaction(&self) -> bool {
+        self.touched
     }
 
     /// The database backend of the transaction.
@@ -115,6 +125,7 @@ impl<'c> HandlerContext<'c> {
     /// The PostgreSQL connection of the transaction, when on PostgreSQL.
     #[cfg(feature = "postgres")]
     pub fn postgres(&mut self) -> Option<&mut sqlx::PgConnection> {
+        self.touched = true;
         #[allow(unreachable_patterns)]
         match &mut self.tx {
             Tx::Postgres(c) => Some(&mut **c),
@@ -125,6 +136,7 @@ impl<'c> HandlerContext<'c> {
     /// The MySQL/MariaDB connection of the transaction, when on MySQL.
     #[cfg(feature = "mysql")]
     pub fn mysql(&mut self) -> Option<&mut sqlx::MySqlConnection> {
+        self.touched = true;
         #[allow(unreachable_patterns)]
         match &mut self.tx {
             Tx::MySql(c) => Some(&mut **c),
@@ -135,6 +147,7 @@ impl<'c> HandlerContext<'c> {
     /// The SQLite connection of the transaction, when on SQLite.
     #[cfg(feature = "sqlite")]
     pub fn sqlite(&mut self) -> Option<&mut sqlx::SqliteConnection> {
+        self.touched = true;
         #[allow(unreachable_patterns)]
         match &mut self.tx {
             Tx::Sqlite(c) => Some(&mut **c),
@@ -175,6 +188,7 @@ impl<'c> HandlerContext<'c> {
                 Ok(q.execute(&mut **$conn).await?.rows_affected())
             }};
         }
+        self.touched = true;
         match &mut self.tx {
             #[cfg(feature = "postgres")]
             Tx::Postgres(c) => run!(c),
@@ -201,6 +215,7 @@ impl<'c> HandlerContext<'c> {
                 Ok(q.execute(&mut **$conn).await?.rows_affected())
             }};
         }
+        self.touched = true;
         match &mut self.tx {
             #[cfg(feature = "postgres")]
             Tx::Postgres(c) => run!(c),

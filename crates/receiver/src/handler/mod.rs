@@ -238,6 +238,18 @@ pub trait Handler: Send + Sync + 'static {
     /// Processes one event. Write the effect through `ctx` so it commits
     /// atomically with the inbox row's `done`.
     async fn handle(&self, msg: &Message, ctx: &mut HandlerContext<'_>) -> HandlerOutcome;
+
+    /// Whether this handler writes through the context's transaction
+    /// (default `true`). Answer `false` for a handler that never touches
+    /// it (it calls a service, logs, updates memory): the realtime pool then
+    /// runs a group of such calls without a savepoint around each, which
+    /// saves a database round trip per event. If a handler that answered
+    /// `false` touches the transaction anyway and then fails, the pool
+    /// abandons the group's transaction and runs the group's other events
+    /// again, so nothing it wrote survives; their handlers are called twice.
+    fn uses_transaction(&self) -> bool {
+        true
+    }
 }
 
 /// Processes the stored events of a `batch` event type on its schedule.

@@ -61,6 +61,17 @@ pub enum HandlerKind {
     Batch(Arc<dyn BatchHandler>),
 }
 
+impl HandlerKind {
+    /// Whether calls may write through the handler transaction (see
+    /// [`Handler::uses_transaction`]; a batch handler always may).
+    pub fn uses_transaction(&self) -> bool {
+        match self {
+            HandlerKind::Single(h) => h.uses_transaction(),
+            HandlerKind::Batch(_) => true,
+        }
+    }
+}
+
 impl fmt::Debug for HandlerKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -94,6 +105,11 @@ where
 {
     async fn handle(&self, msg: &Message, _ctx: &mut HandlerContext<'_>) -> HandlerOutcome {
         (self.0)(msg.clone()).await.into_outcome()
+    }
+
+    /// A plain function never sees the context.
+    fn uses_transaction(&self) -> bool {
+        false
     }
 }
 

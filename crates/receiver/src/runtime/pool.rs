@@ -453,6 +453,12 @@ fn params(first: usize, n: usize) -> String {
 /// it is not), one `done` update for the rows whose handlers succeeded, one
 /// commit. A handler's writes commit together with its own `done`; a failed
 /// handler's writes are undone without touching the others'.
+///
+/// No savepoints are set for a group of one (a failure rolls back the whole
+/// transaction instead) or for a handler that declares it does not write in
+/// the transaction ([`Handler::uses_transaction`](crate::Handler::uses_transaction)).
+/// Should such a handler touch the transaction and then fail, the
+/// transaction is dropped and the group's other events run again.
 async fn run_group(
     shared: &Shared,
     rt: &TypeRuntime,
@@ -522,6 +528,15 @@ async fn run_group(
         let mut slots: Vec<Slot> = Vec::with_capacity(ready.len());
         let mut results: Vec<(i64, String)> = Vec::new();
         let mut abandoned = false;
+        // A savepoint around each call, so that one handler's writes can be
+        // undone alone: needed only when there are others in the
+        // transaction to keep and the handler may write in it. A lone event
+        // is undone by rolling back the whole transaction.
+        let savepoints = ready.len() > 1 && handler.uses_transaction();
+        // Rows answered `Done` by a handler that reached for the transaction
+        // while no savepoint guarded it (a lone event, or a handler that
+        // declared it would not).
+        let mut unguarded_done: Vec<i64> = Vec::new();
         // Whether `ey_handler` is set. After a rollback to it, it still marks
         // where the next handler starts; after a `Done`, it is released and
         // set again.
@@ -553,24 +568,26 @@ async fn run_group(
                 slots.push(Slot::Lost);
                 continue;
             }
-            // A savepoint, so that this handler's writes can be undone alone.
-            // Raw statements: the release of the previous one travels with it.
-            if last_done {
-                release_or_demote!("RELEASE SAVEPOINT ey_handler; SAVEPOINT ey_handler");
-            } else if !savepoint {
-                sqlx::Executor::execute(&mut *tx, "SAVEPOINT ey_handler").await?;
+            if savepoints {
+                // Raw statements: the release of the previous one travels with it.
+                if last_done {
+                    release_or_demote!("RELEASE SAVEPOINT ey_handler; SAVEPOINT ey_handler");
+                } else if !savepoint {
+                    sqlx::Executor::execute(&mut *tx, "SAVEPOINT ey_handler").await?;
+                }
+                savepoint = true;
+                last_done = false;
             }
-            savepoint = true;
-            last_done = false;
             let started = Instant::now();
-            let result = {
+            let (result, touched) = {
                 let mut ctx = HandlerContext::new(
                     &mut *tx,
                     &shared.db,
                     &settings.cfg,
                     settings.handler_config.as_deref(),
                 );
-                call(handler, &r.msg, &mut ctx, settings.timeout).await
+                let result = call(handler, &r.msg, &mut ctx, settings.timeout).await;
+                (result, ctx.touched_transaction())
             };
             let took = started.elapsed();
             shared.stats.observe_handler(&rt.event_type, took, 1);
@@ -579,13 +596,16 @@ async fn run_group(
                 Attempt::Returned(HandlerOutcome::Done { result }) => {
                     results.push((r.job.id, result));
                     slots.push(Slot::Done);
-                    last_done = true;
+                    last_done = savepoints;
+                    if touched && !savepoints {
+                        unguarded_done.push(r.job.id);
+                    }
                 }
-                Attempt::Returned(other) => {
+                Attempt::Returned(other) if savepoints => {
                     sqlx::Executor::execute(&mut *tx, ROLLBACK_TO).await?;
                     slots.push(Slot::Failed(Attempt::Returned(other)));
                 }
-                other => {
+                other if savepoints => {
                     // Interrupted mid-flight: the connection may still be busy
                     // with the handler's statement. Roll back to the savepoint
                     // if that finishes soon; otherwise drop the whole
@@ -597,11 +617,18 @@ async fn run_group(
                     .await;
                     if !matches!(rolled, Ok(Ok(_))) {
                         abandoned = true;
-                        for s in slots.iter_mut() {
-                            if matches!(s, Slot::Done) {
-                                *s = Slot::Rerun;
-                            }
-                        }
+                        rerun_done(&mut slots);
+                    }
+                    slots.push(Slot::Failed(other));
+                }
+                other => {
+                    // No savepoint: what the handler wrote can only be undone
+                    // with the whole transaction. Drop it and run the group's
+                    // other events again. A handler that never reached for
+                    // the transaction left nothing to undo.
+                    if touched {
+                        abandoned = true;
+                        rerun_done(&mut slots);
                     }
                     slots.push(Slot::Failed(other));
                 }
@@ -633,7 +660,28 @@ async fn run_group(
             for (id, result) in &results { q = q.bind(id).bind(result); }
             q = q.bind(Utc::now()).bind(owner);
             for (id, _) in &results { q = q.bind(id); }
-            let n = q.execute(&mut *tx).await?.rows_affected();
+            let n = match q.execute(&mut *tx).await {
+                Ok(done) => done.rows_affected(),
+                Err(e) if !unguarded_done.is_empty() => {
+                    // An unguarded handler answered `Done` but left the
+                    // transaction failed: its row fails, the others run again.
+                    drop(tx);
+                    for (slot, r) in slots.iter_mut().zip(ready) {
+                        if !matches!(slot, Slot::Done) {
+                            continue;
+                        }
+                        *slot = if unguarded_done.contains(&r.job.id) {
+                            Slot::Failed(Attempt::Returned(HandlerOutcome::retry(format!(
+                                "the handler answered done, but its transaction failed: {e}"
+                            ))))
+                        } else {
+                            Slot::Rerun
+                        };
+                    }
+                    return Ok(slots);
+                }
+                Err(e) => return Err(e.into()),
+            };
             if n != results.len() as u64 {
                 // Cannot happen while the claim check's locks hold; undo all.
                 tx.rollback().await?;
@@ -648,6 +696,15 @@ async fn run_group(
         tx.commit().await?;
         Ok(slots)
     })
+}
+
+/// Turns the `Done` slots of a transaction that is being dropped into reruns.
+fn rerun_done(slots: &mut [Slot]) {
+    for s in slots.iter_mut() {
+        if matches!(s, Slot::Done) {
+            *s = Slot::Rerun;
+        }
+    }
 }
 
 /// Calls a handler with a timeout, catching panics.

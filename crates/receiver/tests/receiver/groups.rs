@@ -21,6 +21,8 @@ use crate::support::*;
 /// statement; anything else is done.
 #[derive(Default)]
 struct Grouped {
+    /// Declares that it does not write in the transaction (and writes anyway).
+    claims_no_transaction: bool,
     calls: AtomicUsize,
     /// (account, attempt, PostgreSQL transaction id) per call.
     seen: Mutex<Vec<(String, u32, Option<i64>)>>,
@@ -67,6 +69,10 @@ impl Handler for Grouped {
             _ => HandlerOutcome::done(format!("ok {account}")),
         }
     }
+
+    fn uses_transaction(&self) -> bool {
+        !self.claims_no_transaction
+    }
 }
 
 /// A receiver whose one worker gets `accounts` queued all at once, so that
@@ -74,6 +80,19 @@ impl Handler for Grouped {
 async fn queued_group(
     backend: Backend,
     accounts: &[&'static str],
+) -> (
+    Env,
+    Arc<Grouped>,
+    BTreeMap<&'static str, String>,
+    eventyard_receiver::ReceiverHandle,
+) {
+    queued_group_of(backend, accounts, Grouped::default()).await
+}
+
+async fn queued_group_of(
+    backend: Backend,
+    accounts: &[&'static str],
+    handler: Grouped,
 ) -> (
     Env,
     Arc<Grouped>,
@@ -91,7 +110,7 @@ async fn queued_group(
         vec![row.clone()],
     )
     .await;
-    let handler = Arc::new(Grouped::default());
+    let handler = Arc::new(handler);
     let mut handlers = HandlerRegistry::new();
     handlers.register("writer", handler.clone());
     let running = env.start(handlers, env.options()).await;
@@ -235,4 +254,133 @@ async fn group_with_a_failing_handler_mysql() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_with_a_failing_handler_sqlite() {
     failing_handler_in_a_group(Backend::Sqlite).await;
+}
+
+/// A handler that declares it does not write in the transaction runs without
+/// savepoints. If it writes anyway and then fails, the whole group's
+/// transaction is dropped: nothing of the failed call survives, and the
+/// group's other events run again (their handler is called twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_of_a_handler_that_wrote_after_declaring_it_would_not_postgres() {
+    let accounts = ["ok1", "retry", "ok2"];
+    let handler = Grouped {
+        claims_no_transaction: true,
+        ..Grouped::default()
+    };
+    let (env, handler, ids, running) = queued_group_of(Backend::Postgres, &accounts, handler).await;
+    env.wait_status("ACCT.OPENED", InboxStatus::Done, 3, 20)
+        .await;
+    let mut expected: Vec<String> = accounts.iter().map(|a| ids[a].clone()).collect();
+    expected.sort();
+    assert_eq!(env.effects().await, expected, "one effect per event");
+    let notes: BTreeMap<String, String> = eventyard_core::with_pool!(&env.db, pool => {
+        sqlx::query_as::<_, (String, String)>("SELECT event_id, note FROM effects")
+            .fetch_all(pool).await.unwrap().into_iter().collect()
+    });
+    assert_eq!(
+        notes[ids["retry"].as_str()],
+        "attempt 2",
+        "the failed call's write is gone"
+    );
+    for row in env.rows("ACCT.OPENED").await {
+        let expected_attempts = if row.event_id == ids["retry"] { 2 } else { 1 };
+        assert_eq!(row.status, "done");
+        assert_eq!(row.attempts, expected_attempts, "{}", row.event_id);
+    }
+    let seen = handler.seen.lock().unwrap().clone();
+    let ok1_calls = seen.iter().filter(|(a, _, _)| a == "ok1").count();
+    assert_eq!(
+        ok1_calls, 2,
+        "ok1 ran again after the group was dropped: {seen:?}"
+    );
+    running.shutdown().await;
+}
+
+/// A handler that does not write in the transaction (a plain function) runs
+/// its groups without savepoints; a failure in the middle leaves the others
+/// `done` and is retried on its own.
+async fn plain_function_group(backend: Backend) {
+    let exchange = unique("ex");
+    let mut row = receive_row("ACCT.OPENED", &exchange, "none", "plain");
+    row.workers = 1;
+    let env = Env::new(
+        backend,
+        Arc::new(InProcessTransport::new()),
+        &exchange,
+        vec![row.clone()],
+    )
+    .await;
+    let calls = Arc::new(Mutex::new(Vec::<(String, u32)>::new()));
+    let mut handlers = HandlerRegistry::new();
+    let seen = Arc::clone(&calls);
+    handlers.register_fn("plain", move |msg: Message| {
+        let seen = Arc::clone(&seen);
+        async move {
+            let account = msg.fields.get_str("account").unwrap_or("").to_string();
+            seen.lock().unwrap().push((account.clone(), msg.attempt));
+            match (account.as_str(), msg.attempt) {
+                ("fail", _) => HandlerOutcome::fail("refused"),
+                ("retry", 1) => HandlerOutcome::retry("not yet"),
+                ("panic", 1) => panic!("handler blew up"),
+                _ => HandlerOutcome::done(format!("ok {account}")),
+            }
+        }
+    });
+    let running = env.start(handlers, env.options()).await;
+    let accounts = ["ok1", "fail", "ok2", "panic", "retry", "ok3"];
+    let mut ids = BTreeMap::new();
+    for a in accounts {
+        ids.insert(a, env.publish("ACCT.OPENED", a).await);
+    }
+    env.wait_status("ACCT.OPENED", InboxStatus::Stored, 6, 10)
+        .await;
+    env.inbox()
+        .replay(&ReplayRequest {
+            subscriber: Some(SUBSCRIBER.into()),
+            event_type: Some("ACCT.OPENED".into()),
+            status: InboxStatus::Stored,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    row.process_mode = "realtime".into();
+    row.handler_id = Some("plain".into());
+    env.update_receive(&row).await;
+    env.wait_status("ACCT.OPENED", InboxStatus::Done, 5, 20)
+        .await;
+    env.wait_status("ACCT.OPENED", InboxStatus::Dead, 1, 5)
+        .await;
+    for row in env.rows("ACCT.OPENED").await {
+        let account = ids
+            .iter()
+            .find(|(_, id)| **id == row.event_id)
+            .map_or("?", |(a, _)| *a);
+        match account {
+            "fail" => assert_eq!(row.status, "dead"),
+            "retry" | "panic" => {
+                assert_eq!(row.status, "done", "{account}");
+                assert_eq!(row.attempts, 2, "{account}");
+            }
+            _ => {
+                assert_eq!(row.status, "done", "{account}");
+                assert_eq!(row.attempts, 1, "{account}");
+            }
+        }
+    }
+    let calls = calls.lock().unwrap().clone();
+    for a in ["ok1", "ok2", "ok3"] {
+        let n = calls.iter().filter(|(c, _)| c == a).count();
+        assert_eq!(n, 1, "{a} called once: {calls:?}");
+    }
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_of_a_plain_function_postgres() {
+    plain_function_group(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_of_a_plain_function_sqlite() {
+    plain_function_group(Backend::Sqlite).await;
 }

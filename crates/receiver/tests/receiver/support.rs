@@ -48,6 +48,7 @@ pub fn catalog() -> Arc<dyn Catalog> {
                 "slow",
                 "flaky",
                 "writer",
+                "plain",
                 "missing",
             ]),
     )

@@ -41,7 +41,9 @@ use tracing::{debug, info, warn};
 pub use options::AmqpOptions;
 
 use crate::error::{redact_url, TransportError};
-use crate::message::{dead_letter_exchange, dead_letter_queue, OutgoingMessage, Subscription};
+use crate::message::{
+    dead_letter_exchange, dead_letter_queue, OutgoingMessage, PublishOrder, Subscription,
+};
 use crate::{Consumer, Transport};
 use convert::short;
 use lane::Lane;
@@ -490,8 +492,12 @@ impl Inner {
     }
 
     fn pump(&self) -> &mpsc::Sender<Job> {
-        let i = self.next_pump.fetch_add(1, Ordering::Relaxed) % self.pumps.len();
-        &self.pumps[i]
+        &self.pumps[self.pump_index()]
+    }
+
+    /// The next pump, round robin.
+    fn pump_index(&self) -> usize {
+        self.next_pump.fetch_add(1, Ordering::Relaxed) % self.pumps.len()
     }
 
     /// Writes a batch of publishes on the pump's lane (opening a fresh
@@ -727,6 +733,14 @@ async fn declare_topic_exchange(
 /// One publishing channel's loop: write what is queued while fewer than `max`
 /// publishes are unconfirmed, and answer each publish when its confirm comes
 /// (in publish order), both at once.
+/// The pump of an ordering key: the same key, the same pump (and channel).
+fn key_pump(key: &str, pumps: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    (h.finish() % pumps.max(1) as u64) as usize
+}
+
 async fn pump(inner: Weak<Inner>, mut rx: mpsc::Receiver<Job>, max: usize) {
     let mut lane: Option<Lane> = None;
     loop {
@@ -764,7 +778,9 @@ async fn pump(inner: Weak<Inner>, mut rx: mpsc::Receiver<Job>, max: usize) {
     }
 }
 
-/// What woke a pump.
+/// What woke a pump. Lives for one turn of the pump's loop, so the job is
+/// kept inline rather than boxed (a box per message would cost more).
+#[allow(clippy::large_enum_variant)]
 enum Step {
     /// The oldest publish in flight was confirmed (or timed out).
     Confirm(Box<lane::ConfirmResult>),
@@ -912,29 +928,35 @@ impl Transport for AmqpTransport {
     }
 
     async fn publish_many(&self, msgs: Vec<OutgoingMessage>) -> Vec<Result<(), TransportError>> {
-        // One call goes to one pump, so its messages keep their order.
-        let pump = self.inner.pump();
+        // The call's `Call` messages go to one pump, so they keep their order;
+        // `Key` messages go to their key's pump; `Any` messages are spread.
+        let call_pump = self.inner.pump_index();
+        let pumps = self.inner.pumps.len();
+        let mut spread = call_pump;
         let mut answers = Vec::with_capacity(msgs.len());
         let now = Instant::now();
         for msg in msgs {
+            let i = match &msg.order {
+                PublishOrder::Call => call_pump,
+                PublishOrder::Key(key) => key_pump(key, pumps),
+                PublishOrder::Any => {
+                    spread = (spread + 1) % pumps;
+                    spread
+                }
+            };
             let (reply, answer) = oneshot::channel();
             let job = Job {
                 msg,
                 reply,
                 enqueued: now,
             };
-            if pump.send(job).await.is_err() {
-                answers.push(None);
-            } else {
-                answers.push(Some(answer));
-            }
+            // A pump that is gone drops the job, and with it the reply: `Closed`.
+            let _ = self.inner.pumps[i].send(job).await;
+            answers.push(answer);
         }
         let mut results = Vec::with_capacity(answers.len());
         for answer in answers {
-            results.push(match answer {
-                Some(answer) => answer.await.unwrap_or(Err(TransportError::Closed)),
-                None => Err(TransportError::Closed),
-            });
+            results.push(answer.await.unwrap_or(Err(TransportError::Closed)));
         }
         results
     }
