@@ -19,7 +19,7 @@ use super::decode::to_message;
 use super::{backoff, Shared, TypeRuntime, TypeSettings};
 use crate::error::Result;
 use crate::handler::{HandlerContext, HandlerKind, HandlerOutcome, Message};
-use crate::inbox::{lease_until, InboxRow};
+use crate::inbox::InboxRow;
 
 /// One event for the pool.
 #[derive(Debug)]
@@ -470,54 +470,31 @@ async fn run_group(
     let owner = shared.opts.instance_id.as_str();
     let backend = shared.db.backend();
     let ids: Vec<i64> = ready.iter().map(|r| r.job.id).collect();
-    let calls = u32::try_from(ids.len()).unwrap_or(u32::MAX);
-    let lease = lease_until(
-        Utc::now(),
-        settings.timeout.saturating_mul(calls) + shared.opts.lease,
-    );
-    let check_sql = if backend == Backend::MySql {
-        // No UPDATE … RETURNING: lock and read the rows still ours, then extend them.
-        shared
-            .db
-            .sql(&format!(
-                "SELECT id FROM ey_inbox WHERE claimed_by = $1 \
-                 AND status IN ('received', 'retrying') AND id IN ({}) FOR UPDATE",
-                params(2, ids.len())
-            ))
-            .into_owned()
+    // Lock the rows still ours. While this transaction holds the locks no
+    // other instance can claim them (claims skip locked rows; SQLite's
+    // write lock is held from BEGIN IMMEDIATE), so the lease needs no
+    // extending: that would write a new version of every row.
+    let lock = if backend == Backend::Sqlite {
+        ""
     } else {
-        shared
-            .db
-            .sql(&format!(
-                "UPDATE ey_inbox SET claimed_until = $1 WHERE claimed_by = $2 \
-                 AND status IN ('received', 'retrying') AND id IN ({}) RETURNING id",
-                params(3, ids.len())
-            ))
-            .into_owned()
+        " FOR UPDATE"
     };
+    let check_sql = shared
+        .db
+        .sql(&format!(
+            "SELECT id FROM ey_inbox WHERE claimed_by = $1 \
+             AND status IN ('received', 'retrying') AND id IN ({}){lock}",
+            params(2, ids.len())
+        ))
+        .into_owned();
     with_pool!(&shared.db, pool => {
         let mut tx = if backend == Backend::Sqlite {
             pool.begin_with("BEGIN IMMEDIATE").await?
         } else {
             pool.begin().await?
         };
-        // Take the row locks (SQLite: the write lock) and check the claims are still ours.
-        let held: HashSet<i64> = if backend == Backend::MySql {
+        let held: HashSet<i64> = {
             let mut q = sqlx::query_scalar::<_, i64>(&check_sql).bind(owner);
-            for id in &ids { q = q.bind(id); }
-            let held: Vec<i64> = q.fetch_all(&mut *tx).await?;
-            if !held.is_empty() {
-                let extend = shared.db.sql(&format!(
-                    "UPDATE ey_inbox SET claimed_until = $1 WHERE id IN ({})",
-                    params(2, held.len())
-                )).into_owned();
-                let mut u = sqlx::query(&extend).bind(lease);
-                for id in &held { u = u.bind(id); }
-                u.execute(&mut *tx).await?;
-            }
-            held.into_iter().collect()
-        } else {
-            let mut q = sqlx::query_scalar::<_, i64>(&check_sql).bind(lease).bind(owner);
             for id in &ids { q = q.bind(id); }
             q.fetch_all(&mut *tx).await?.into_iter().collect()
         };
