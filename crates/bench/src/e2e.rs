@@ -54,6 +54,10 @@ pub(crate) struct E2eParams {
     /// The p99 latency target in milliseconds.
     #[arg(long, default_value_t = 20.0)]
     pub(crate) p99_target_ms: f64,
+
+    /// Coalesced outbox writes in flight at once (`PublisherOptions::coalesce_writers`).
+    #[arg(long, default_value_t = 2)]
+    pub(crate) coalesce_writers: usize,
 }
 
 /// Options of `e2e`.
@@ -264,7 +268,7 @@ async fn steady(
         ey.watcher.subscribe(),
         Arc::new(Registry::with_builtins()),
         Arc::clone(&ey.transport) as Arc<dyn Transport>,
-        PublisherOptions::new("BENCH"),
+        PublisherOptions::new("BENCH").coalesce_writers(args.params.coalesce_writers),
     );
     eprintln!(
         "(c) e2e: {} events at {}/s…",

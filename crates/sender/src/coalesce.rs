@@ -28,36 +28,50 @@ impl<T> Clone for Coalescer<T> {
 }
 
 impl<T: Send + 'static> Coalescer<T> {
-    /// Spawns the writer; `write` gets every batch, at most `max_batch` items.
-    pub(crate) fn spawn<F, Fut>(max_batch: usize, write: F) -> Self
+    /// Spawns `writers` writer tasks; `write` gets every batch, at most
+    /// `max_batch` items. A writer takes what is queued when it is free, so
+    /// with more than one, a batch starts while another is being written.
+    pub(crate) fn spawn<F, Fut>(max_batch: usize, writers: usize, write: F) -> Self
     where
-        F: Fn(Vec<T>) -> Fut + Send + 'static,
+        F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send,
     {
-        let (tx, mut rx) = mpsc::channel::<(T, Reply)>(max_batch.max(1) * 4);
-        tokio::spawn(async move {
-            let mut items = Vec::with_capacity(max_batch);
-            let mut replies = Vec::with_capacity(max_batch);
-            while let Some((item, reply)) = rx.recv().await {
-                items.push(item);
-                replies.push(reply);
-                while items.len() < max_batch {
-                    match rx.try_recv() {
-                        Ok((item, reply)) => {
-                            items.push(item);
-                            replies.push(reply);
+        let (tx, rx) = mpsc::channel::<(T, Reply)>(max_batch.max(1) * 4);
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let write = Arc::new(write);
+        for _ in 0..writers.max(1) {
+            let (rx, write) = (Arc::clone(&rx), Arc::clone(&write));
+            tokio::spawn(async move {
+                let mut items = Vec::with_capacity(max_batch);
+                let mut replies = Vec::with_capacity(max_batch);
+                loop {
+                    {
+                        // Hold the queue only while taking a batch from it.
+                        let mut rx = rx.lock().await;
+                        let Some((item, reply)) = rx.recv().await else {
+                            return;
+                        };
+                        items.push(item);
+                        replies.push(reply);
+                        while items.len() < max_batch {
+                            match rx.try_recv() {
+                                Ok((item, reply)) => {
+                                    items.push(item);
+                                    replies.push(reply);
+                                }
+                                Err(_) => break,
+                            }
                         }
-                        Err(_) => break,
+                    }
+                    let result = write(std::mem::take(&mut items))
+                        .await
+                        .map_err(Arc::<str>::from);
+                    for reply in replies.drain(..) {
+                        let _ = reply.send(result.clone());
                     }
                 }
-                let result = write(std::mem::take(&mut items))
-                    .await
-                    .map_err(Arc::<str>::from);
-                for reply in replies.drain(..) {
-                    let _ = reply.send(result.clone());
-                }
-            }
-        });
+            });
+        }
         Coalescer { tx }
     }
 

@@ -26,6 +26,7 @@ pub struct PublisherOptions {
     pub(crate) lease: Duration,
     pub(crate) relay_grace: Duration,
     pub(crate) coalesce_batch: usize,
+    pub(crate) coalesce_writers: usize,
     pub(crate) codec: Codec,
 }
 
@@ -39,6 +40,7 @@ impl PublisherOptions {
             lease: Duration::from_secs(60),
             relay_grace: Duration::from_secs(10),
             coalesce_batch: 256,
+            coalesce_writers: 2,
             codec: Codec::default(),
         }
     }
@@ -66,6 +68,15 @@ impl PublisherOptions {
     /// The most outbox writes coalesced into one statement (default 256).
     pub fn coalesce_batch(mut self, n: usize) -> Self {
         self.coalesce_batch = n.max(1);
+        self
+    }
+
+    /// How many coalesced outbox writes (inserts, and `sent` updates) may
+    /// be in flight at once (default 2): an event arriving while one batch
+    /// commits starts the next at once instead of waiting behind it. On
+    /// SQLite, which has one writer at a time, it is always 1.
+    pub fn coalesce_writers(mut self, n: usize) -> Self {
+        self.coalesce_writers = n.max(1);
         self
     }
 
@@ -172,20 +183,33 @@ impl Publisher {
         options: PublisherOptions,
     ) -> Self {
         let insert_outbox = outbox.clone();
-        let inserts = Coalescer::spawn(options.coalesce_batch, move |rows: Vec<NewOutboxRow>| {
-            let outbox = insert_outbox.clone();
-            async move { outbox.insert(&rows).await.map_err(|e| e.to_string()) }
-        });
+        let writers = if outbox.db().backend() == eventyard_core::db::Backend::Sqlite {
+            1
+        } else {
+            options.coalesce_writers
+        };
+        let inserts = Coalescer::spawn(
+            options.coalesce_batch,
+            writers,
+            move |rows: Vec<NewOutboxRow>| {
+                let outbox = insert_outbox.clone();
+                async move { outbox.insert(&rows).await.map_err(|e| e.to_string()) }
+            },
+        );
         let sent_outbox = outbox.clone();
-        let sent = Coalescer::spawn(options.coalesce_batch, move |ids: Vec<(String, i32)>| {
-            let outbox = sent_outbox.clone();
-            async move {
-                outbox
-                    .mark_sent(&ids, Utc::now())
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-        });
+        let sent = Coalescer::spawn(
+            options.coalesce_batch,
+            writers,
+            move |ids: Vec<(String, i32)>| {
+                let outbox = sent_outbox.clone();
+                async move {
+                    outbox
+                        .mark_sent(&ids, Utc::now())
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+            },
+        );
         Publisher {
             inner: Arc::new(Inner {
                 outbox,
