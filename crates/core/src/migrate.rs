@@ -45,6 +45,7 @@ const MIGRATIONS: &[Embedded] = &[
     embedded!(4, "0004_sequenced_streams"),
     embedded!(5, "0005_seq_partitions"),
     embedded!(6, "0006_outbox_write_cost"),
+    embedded!(7, "0007_inbox_write_cost"),
 ];
 
 /// The embedded migrations of one backend, as a sqlx [`MigrationSource`].

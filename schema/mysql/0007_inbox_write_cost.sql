@@ -1,0 +1,2 @@
+-- PostgreSQL only (partial indexes on ey_inbox); nothing to change here.
+SELECT 1;
