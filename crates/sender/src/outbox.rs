@@ -353,7 +353,9 @@ impl Outbox {
         if ids.is_empty() {
             return Ok(());
         }
+        // Irrefutable when only the postgres feature is on.
         #[cfg(feature = "postgres")]
+        #[allow(irrefutable_let_patterns)]
         if let Db::Postgres(pool) = &self.db {
             sqlx::query(&format!("{SET} WHERE id = ANY($2)"))
                 .bind(now)

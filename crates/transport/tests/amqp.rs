@@ -558,8 +558,21 @@ async fn consumer_resumes_after_the_connection_is_cut() {
     let first = next(&mut c).await;
     first.acker.ack().await.unwrap();
     let held = [next(&mut c).await, next(&mut c).await];
+    let generation = t.connection_generation();
     proxy.cut(Duration::from_millis(500));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Wait until the transport has noticed the cut and connected again (a
+    // fixed short sleep raced the client under CPU load): the held
+    // deliveries' channel is certainly gone then.
+    for _ in 0..150 {
+        if t.connection_generation() > generation {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        t.connection_generation() > generation,
+        "reconnected within 15 s"
+    );
     for d in &held {
         assert!(matches!(
             d.acker.ack().await,

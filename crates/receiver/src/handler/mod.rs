@@ -93,6 +93,14 @@
 //! back, and the attempt counts as failed; a panic is caught and counted the
 //! same way.
 //!
+//! A handler that never writes in the transaction (it calls a service,
+//! logs, updates memory) can say so by returning `false` from
+//! [`Handler::uses_transaction`]: the realtime pool then skips the savepoint
+//! it would otherwise set around each call of a group, one database round
+//! trip per event. Plain functions registered with
+//! [`HandlerRegistry::register_fn`] do this already. Do not answer `false`
+//! and write anyway: should such a call fail, its whole group is run again.
+//!
 //! # Batch handlers
 //!
 //! Event types with `process_mode = 'batch'` are processed on their
