@@ -148,34 +148,52 @@ impl BatchReport {
 /// Each row's publish result, in row order (`Err`: why it was not sent).
 type RowResults = Vec<std::result::Result<(), String>>;
 
-/// A chunk handed to the transport.
-enum Publishing {
-    /// Its publishing task is running.
-    Running(tokio::task::JoinHandle<(Vec<OutboxRow>, RowResults)>),
-    /// Every row has its answer (in row order).
-    Confirmed(Vec<OutboxRow>, RowResults),
+/// A chunk handed to the transport, published on its own task. Dropping it
+/// while the task runs (the drain was cancelled) aborts the task, so that
+/// messages not yet written are not sent.
+struct Publishing {
+    task: Option<tokio::task::JoinHandle<(Vec<OutboxRow>, RowResults)>>,
+    /// The rows and their answers, once every confirm is in.
+    done: Option<(Vec<OutboxRow>, RowResults)>,
 }
 
 impl Publishing {
     /// Waits for every confirm. A publishing task that died (it cannot
-    /// panic in normal operation) counts as every row failed.
-    async fn confirmed(self) -> Publishing {
-        match self {
-            Publishing::Running(task) => match task.await {
-                Ok((rows, results)) => Publishing::Confirmed(rows, results),
-                Err(e) => {
-                    tracing::error!(error = %e, "a batch publishing task ended abnormally; its rows stay pending");
-                    Publishing::Confirmed(Vec::new(), Vec::new())
-                }
-            },
-            done => done,
-        }
+    /// panic in normal operation) leaves its rows claimed: they are taken
+    /// again when their lease ends.
+    async fn wait(&mut self) {
+        let Some(task) = self.task.as_mut() else {
+            return;
+        };
+        let answered = task.await;
+        self.task = None;
+        self.done = Some(match answered {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!(error = %e, "a batch publishing task ended abnormally; its rows are sent again when their lease ends");
+                (Vec::new(), Vec::new())
+            }
+        });
     }
 
+    /// Whether a confirmed chunk has rows that were not sent.
     fn has_failures(&self) -> bool {
-        match self {
-            Publishing::Running(_) => false,
-            Publishing::Confirmed(_, results) => results.iter().any(|r| r.is_err()),
+        self.done
+            .as_ref()
+            .is_some_and(|(_, results)| results.iter().any(Result::is_err))
+    }
+
+    /// The rows and their answers, after every confirm.
+    async fn results(mut self) -> (Vec<OutboxRow>, RowResults) {
+        self.wait().await;
+        self.done.take().unwrap_or_default()
+    }
+}
+
+impl Drop for Publishing {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
         }
     }
 }
@@ -341,16 +359,14 @@ impl BatchScheduler {
                     return Err(e);
                 }
             }
-            let current = if overlap {
-                current
-            } else {
-                let current = current.confirmed().await;
+            let mut current = current;
+            if !overlap {
+                current.wait().await;
                 if current.has_failures() {
                     // The next chunk would overtake the failed rows: give it back.
                     self.release_claimed(std::mem::take(&mut rows)).await;
                 }
-                current
-            };
+            }
             previous = Some(current);
         }
     }
@@ -359,10 +375,13 @@ impl BatchScheduler {
     fn start_publishing(&self, cfg: &SendConfig, rows: Vec<OutboxRow>) -> Publishing {
         let publisher = self.publisher.clone();
         let cfg = cfg.clone();
-        Publishing::Running(tokio::spawn(async move {
-            let results = publish_chunk(&publisher, &cfg, &rows).await;
-            (rows, results)
-        }))
+        Publishing {
+            task: Some(tokio::spawn(async move {
+                let results = publish_chunk(&publisher, &cfg, &rows).await;
+                (rows, results)
+            })),
+            done: None,
+        }
     }
 
     /// Waits for a chunk's confirms, marks its sent rows and records its
@@ -374,10 +393,7 @@ impl BatchScheduler {
         chunk: Publishing,
         total: &mut BatchReport,
     ) -> std::result::Result<(), Result<()>> {
-        let (rows, results) = match chunk.confirmed().await {
-            Publishing::Confirmed(rows, results) => (rows, results),
-            Publishing::Running(_) => unreachable!("confirmed() waits for the task"),
-        };
+        let (rows, results) = chunk.results().await;
         let mut sent = Vec::with_capacity(rows.len());
         let mut failed = Vec::new();
         for (row, result) in rows.iter().zip(results) {
