@@ -84,6 +84,11 @@ pub(crate) struct SendArgs {
     #[arg(long, default_value_t = 1000)]
     raw_in_flight: usize,
 
+    /// Unconfirmed messages in flight per channel for eventyard's transport
+    /// (`AmqpOptions::max_in_flight`), for (b) and (c).
+    #[arg(long, default_value_t = 1000)]
+    in_flight: usize,
+
     /// Also show where the time goes: (b) without the outbox (`persist`
     /// off), and (c)'s chunk loop rebuilt from the public outbox and
     /// transport API with each step timed.
@@ -611,7 +616,11 @@ impl Eventyard {
             return Err(fail(format!("config rows rejected: {problems:?}")));
         }
         let transport = Arc::new(
-            AmqpTransport::connect(&args.services.amqp_url, AmqpOptions::default()).await?,
+            AmqpTransport::connect(
+                &args.services.amqp_url,
+                AmqpOptions::default().max_in_flight(args.in_flight),
+            )
+            .await?,
         );
         let publisher = Publisher::new(
             Outbox::new(db.db.clone()),
