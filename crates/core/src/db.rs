@@ -220,6 +220,16 @@ impl Db {
     }
 }
 
+/// `$first, $first+1, …` for `n` values: the placeholders of an `IN (…)`
+/// list whose values are bound from parameter `first` on (rewritten to `?`
+/// on MySQL with the rest of the statement by [`Db::sql`] or [`placeholders`]).
+pub fn param_list(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Rewrites `$N` placeholders for `backend` (`?` on MySQL), for code that
 /// holds a connection rather than a [`Db`].
 pub fn placeholders(backend: Backend, statement: &str) -> Cow<'_, str> {

@@ -12,7 +12,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use eventyard_core::db::{Backend, Db};
+use eventyard_core::db::{param_list, Backend, Db};
 use eventyard_core::with_pool;
 
 use crate::error::{ReceiveError, Result};
@@ -310,10 +310,10 @@ impl Inbox {
             n += 1;
         }
         if !req.event_ids.is_empty() {
-            let list: Vec<String> = (0..req.event_ids.len())
-                .map(|i| format!("${}", n + i))
-                .collect();
-            sql.push_str(&format!(" AND event_id IN ({})", list.join(", ")));
+            sql.push_str(&format!(
+                " AND event_id IN ({})",
+                param_list(n, req.event_ids.len())
+            ));
         }
         let sql = self.db.sql(&sql);
         Ok(with_pool!(&self.db, pool => {
@@ -535,13 +535,12 @@ impl Inbox {
     /// Gives up this instance's claims on rows (they are picked up again at once).
     pub(crate) async fn release(&self, ids: &[i64], owner: &str) -> Result<()> {
         for chunk in ids.chunks(500) {
-            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
             let sql = self
                 .db
                 .sql(&format!(
                     "UPDATE ey_inbox SET claimed_by = NULL, claimed_until = NULL \
                      WHERE claimed_by = $1 AND id IN ({})",
-                    list.join(", ")
+                    param_list(2, chunk.len())
                 ))
                 .into_owned();
             with_pool!(&self.db, pool => {

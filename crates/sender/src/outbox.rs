@@ -11,7 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use eventyard_core::db::{Backend, Db};
+use eventyard_core::db::{param_list, Backend, Db};
 use eventyard_core::with_pool;
 
 use crate::error::{Result, SendError};
@@ -147,6 +147,11 @@ pub struct ClaimRequest<'a> {
     /// The current time.
     pub now: DateTime<Utc>,
 }
+
+/// A `sent` mark: `$1` the confirm time, `$2` the attempts it took; the
+/// caller appends the `WHERE` (by event id or by row id).
+const MARK_SENT: &str = "UPDATE ey_outbox SET status = 'sent', sent_at = $1, \
+     attempts = attempts + $2, claimed_by = NULL, claimed_until = NULL, last_error = NULL";
 
 const ROW_COLUMNS: &str =
     "id, event_id, event_type, producer_id, stream, epoch, seq, status, attempts, \
@@ -324,13 +329,11 @@ impl Outbox {
         }
         for (attempts, ids) in by_attempts {
             for chunk in ids.chunks(500) {
-                let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
                 let sql = self
                     .db
                     .sql(&format!(
-                        "UPDATE ey_outbox SET status = 'sent', sent_at = $1, attempts = attempts + $2, \
-                         claimed_by = NULL, claimed_until = NULL, last_error = NULL WHERE event_id IN ({})",
-                        list.join(", ")
+                        "{MARK_SENT} WHERE event_id IN ({})",
+                        param_list(3, chunk.len())
                     ))
                     .into_owned();
                 with_pool!(&self.db, pool => {
@@ -347,9 +350,6 @@ impl Outbox {
     /// batch drain's form of [`mark_sent`](Self::mark_sent): the rows are
     /// found by primary key, and on PostgreSQL all ids travel as one array).
     pub async fn mark_sent_by_id(&self, ids: &[i64], now: DateTime<Utc>) -> Result<()> {
-        const SET: &str =
-            "UPDATE ey_outbox SET status = 'sent', sent_at = $1, attempts = attempts + 1, \
-                           claimed_by = NULL, claimed_until = NULL, last_error = NULL";
         if ids.is_empty() {
             return Ok(());
         }
@@ -357,8 +357,9 @@ impl Outbox {
         #[cfg(feature = "postgres")]
         #[allow(irrefutable_let_patterns)]
         if let Db::Postgres(pool) = &self.db {
-            sqlx::query(&format!("{SET} WHERE id = ANY($2)"))
+            sqlx::query(&format!("{MARK_SENT} WHERE id = ANY($3)"))
                 .bind(now)
+                .bind(1_i32)
                 .bind(ids)
                 .execute(pool)
                 .await?;
@@ -368,12 +369,12 @@ impl Outbox {
             let sql = self
                 .db
                 .sql(&format!(
-                    "{SET} WHERE id IN ({})",
-                    placeholders_from(2, chunk.len())
+                    "{MARK_SENT} WHERE id IN ({})",
+                    param_list(3, chunk.len())
                 ))
                 .into_owned();
             with_pool!(&self.db, pool => {
-                let mut q = sqlx::query(&sql).bind(now);
+                let mut q = sqlx::query(&sql).bind(now).bind(1_i32);
                 for id in chunk { q = q.bind(*id); }
                 q.execute(pool).await?;
             });
@@ -404,13 +405,12 @@ impl Outbox {
     /// Releases claims without recording an attempt (e.g. on shutdown).
     pub async fn release(&self, event_ids: &[String]) -> Result<()> {
         for chunk in event_ids.chunks(500) {
-            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 1)).collect();
             let sql = self
                 .db
                 .sql(&format!(
                     "UPDATE ey_outbox SET claimed_by = NULL, claimed_until = NULL \
                  WHERE status = 'pending' AND event_id IN ({})",
-                    list.join(", ")
+                    param_list(1, chunk.len())
                 ))
                 .into_owned();
             with_pool!(&self.db, pool => {
@@ -490,10 +490,10 @@ impl Outbox {
             n += 1;
         }
         if !event_ids.is_empty() {
-            let list: Vec<String> = (0..event_ids.len())
-                .map(|i| format!("${}", n + i))
-                .collect();
-            sql.push_str(&format!(" AND event_id IN ({})", list.join(", ")));
+            sql.push_str(&format!(
+                " AND event_id IN ({})",
+                param_list(n, event_ids.len())
+            ));
         }
         let sql = self.db.sql(&sql);
         Ok(with_pool!(&self.db, pool => {
@@ -503,14 +503,6 @@ impl Outbox {
             q.execute(pool).await?.rows_affected()
         }))
     }
-}
-
-/// `$first, $first+1, …` for `n` values.
-fn placeholders_from(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// `WHERE` body (through `LIMIT`) selecting claimable rows; parameters
@@ -529,10 +521,10 @@ fn claim_filter(req: &ClaimRequest<'_>, first: usize) -> String {
         n += 1;
     }
     if !req.event_types.is_empty() {
-        let params: Vec<String> = (0..req.event_types.len())
-            .map(|i| format!("${}", n + i))
-            .collect();
-        filter.push_str(&format!(" AND event_type IN ({})", params.join(", ")));
+        filter.push_str(&format!(
+            " AND event_type IN ({})",
+            param_list(n, req.event_types.len())
+        ));
         n += req.event_types.len();
     }
     filter.push_str(&format!(" ORDER BY id LIMIT ${n}"));

@@ -200,15 +200,20 @@ impl Drop for Publishing {
 
 /// Publishes one claimed chunk: one result per row, in row order. Rows of
 /// one sequenced stream keep their order (one publishing channel per
-/// stream); the others may use every channel at once.
-async fn publish_chunk(publisher: &Publisher, cfg: &SendConfig, rows: &[OutboxRow]) -> RowResults {
+/// stream); the others may use every channel at once. The payloads move
+/// into the messages (the bookkeeping after the confirms does not need them).
+async fn publish_chunk(
+    publisher: &Publisher,
+    cfg: &SendConfig,
+    rows: &mut [OutboxRow],
+) -> RowResults {
     let transport = &publisher.inner.transport;
     if let Err(e) = transport.declare_exchange(&cfg.exchange).await {
         let e = e.to_string();
         return rows.iter().map(|_| Err(e.clone())).collect();
     }
     let messages = rows
-        .iter()
+        .iter_mut()
         .map(|r| {
             let order = match (&r.producer_id, &r.stream) {
                 (Some(producer), stream) => PublishOrder::Key(format!(
@@ -218,7 +223,7 @@ async fn publish_chunk(publisher: &Publisher, cfg: &SendConfig, rows: &[OutboxRo
                 (None, _) => PublishOrder::Any,
             };
             publisher
-                .message(cfg, &r.event_id, r.payload.clone())
+                .message(cfg, &r.event_id, std::mem::take(&mut r.payload))
                 .order(order)
         })
         .collect();
@@ -377,7 +382,8 @@ impl BatchScheduler {
         let cfg = cfg.clone();
         Publishing {
             task: Some(tokio::spawn(async move {
-                let results = publish_chunk(&publisher, &cfg, &rows).await;
+                let mut rows = rows;
+                let results = publish_chunk(&publisher, &cfg, &mut rows).await;
                 (rows, results)
             })),
             done: None,

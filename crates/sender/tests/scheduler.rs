@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use eventyard_sender::{
     BatchPlan, BatchScheduler, Outbox, OutboxStatus, Publisher, PublisherOptions,
 };
 use eventyard_transport::InProcessTransport;
-use support::{receive, row, unique, Env};
+use support::{deliveries_by_id, receive, row, unique, Env};
 
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -166,21 +165,11 @@ async fn two_schedulers_send_each_of_5000_rows_exactly_once() {
         let (r1, r2) = (r1.unwrap(), r2.unwrap());
         assert_eq!(r1.sent + r2.sent, 5000, "{backend:?}: {r1:?} {r2:?}");
         let got = receive(&mut consumer, 5000, 30).await;
-        let mut seen: HashMap<String, u32> = HashMap::new();
-        for d in &got {
-            *seen.entry(d.message_id.clone().unwrap()).or_default() += 1;
-        }
+        let seen = deliveries_by_id(&got);
         assert_eq!(seen.len(), 5000);
         assert!(seen.values().all(|n| *n == 1));
         support::nothing_more(&mut consumer, 300).await;
-        assert_eq!(
-            env.publisher
-                .outbox()
-                .count(OutboxStatus::Sent, Some(&et))
-                .await
-                .unwrap(),
-            5000
-        );
+        assert_eq!(env.count(OutboxStatus::Sent, &et).await, 5000);
     }
 }
 

@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use eventyard_sender::{
 };
 use eventyard_testkit::proxy::Proxy;
 use eventyard_transport::{AmqpOptions, AmqpTransport, Transport};
-use support::{nothing_more, receive, row, unique, Env};
+use support::{deliveries_by_id, nothing_more, receive, row, sorted_ids, unique, Env};
 
 async fn amqp(url: &str) -> Arc<dyn Transport> {
     Arc::new(
@@ -67,8 +66,7 @@ async fn every_mode_end_to_end_over_rabbitmq() {
             (Outcome::Sent, Outcome::Queued, Outcome::Sent)
         );
         let got = receive(&mut consumer, 2, 10).await;
-        let mut ids: Vec<_> = got.iter().map(|d| d.message_id.clone().unwrap()).collect();
-        ids.sort();
+        let ids = sorted_ids(&got);
         let mut want = vec![a.event_id.clone(), c.event_id.clone()];
         want.sort();
         assert_eq!(ids, want, "{backend:?}");
@@ -249,18 +247,8 @@ async fn two_schedulers_over_rabbitmq_publish_each_row_once() {
         "both instances took a share: {r1:?} {r2:?}"
     );
     let got = receive(&mut consumer, 5000, 60).await;
-    let mut seen: HashMap<String, u32> = HashMap::new();
-    for d in &got {
-        *seen.entry(d.message_id.clone().unwrap()).or_default() += 1;
-    }
+    let seen = deliveries_by_id(&got);
     assert_eq!(seen.len(), 5000);
     nothing_more(&mut consumer, 500).await;
-    assert_eq!(
-        env.publisher
-            .outbox()
-            .count(OutboxStatus::Sent, Some(&et))
-            .await
-            .unwrap(),
-        5000
-    );
+    assert_eq!(env.count(OutboxStatus::Sent, &et).await, 5000);
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use eventyard_core::config::{ProcessMode, Schedule};
-use eventyard_core::db::Backend;
+use eventyard_core::db::{param_list, Backend};
 use eventyard_core::with_pool;
 use futures_util::FutureExt;
 use tokio::sync::watch;
@@ -214,11 +214,10 @@ async fn process_batch(
             pool.begin().await?
         };
         // Lock the rows that are still ours; drop the others from the batch.
-        let list: Vec<String> = (0..msgs.len()).map(|i| format!("${}", i + 3)).collect();
         let lock = shared.db.sql(&format!(
             "UPDATE ey_inbox SET claimed_until = $1 WHERE claimed_by = $2 \
              AND status IN ('received', 'retrying') AND id IN ({})",
-            list.join(", ")
+            param_list(3, msgs.len())
         )).into_owned();
         let mut q = sqlx::query(&lock).bind(lease).bind(owner);
         for m in &msgs { q = q.bind(m.inbox_id); }
@@ -227,7 +226,7 @@ async fn process_batch(
             let read = shared.db.sql(&format!(
                 "SELECT id FROM ey_inbox WHERE claimed_by = $1 AND status IN ('received', 'retrying') \
                  AND id IN ({})",
-                (0..msgs.len()).map(|i| format!("${}", i + 2)).collect::<Vec<_>>().join(", ")
+                param_list(2, msgs.len())
             )).into_owned();
             let mut q = sqlx::query_scalar::<_, i64>(&read).bind(owner);
             for m in &msgs { q = q.bind(m.inbox_id); }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use eventyard_core::config::ProcessMode;
-use eventyard_core::db::Backend;
+use eventyard_core::db::{param_list, Backend};
 use eventyard_core::with_pool;
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, watch};
@@ -440,14 +440,6 @@ async fn finish_failed(
     }
 }
 
-/// `$first, $first+1, …` for `n` values.
-fn params(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// The group's transaction: one claim check for all its rows, each handler
 /// call in its own savepoint (released when it is done, rolled back to when
 /// it is not), one `done` update for the rows whose handlers succeeded, one
@@ -484,7 +476,7 @@ async fn run_group(
         .sql(&format!(
             "SELECT id FROM ey_inbox WHERE claimed_by = $1 \
              AND status IN ('received', 'retrying') AND id IN ({}){lock}",
-            params(2, ids.len())
+            param_list(2, ids.len())
         ))
         .into_owned();
     with_pool!(&shared.db, pool => {
@@ -631,7 +623,7 @@ async fn run_group(
                  claimed_by = NULL, claimed_until = NULL WHERE claimed_by = ${} AND id IN ({})",
                 next,
                 next + 1,
-                params(next + 2, results.len())
+                param_list(next + 2, results.len())
             )).into_owned();
             let mut q = sqlx::query(&done);
             for (id, result) in &results { q = q.bind(id).bind(result); }

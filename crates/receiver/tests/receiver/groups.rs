@@ -62,16 +62,22 @@ impl Handler for Grouped {
                 .execute("INSERT INTO no_such_table VALUES ($1)", &[&msg.event_id])
                 .await;
         }
-        match (account.as_str(), msg.attempt) {
-            ("fail", _) => HandlerOutcome::fail("refused"),
-            ("retry", 1) => HandlerOutcome::retry("not yet"),
-            ("panic", 1) => panic!("handler blew up"),
-            _ => HandlerOutcome::done(format!("ok {account}")),
-        }
+        answer(&account, msg.attempt)
     }
 
     fn uses_transaction(&self) -> bool {
         !self.claims_no_transaction
+    }
+}
+
+/// The answer by account: `fail` fails for good; `retry` and `panic` do so
+/// on their first attempt only; anything else is done.
+fn answer(account: &str, attempt: u32) -> HandlerOutcome {
+    match (account, attempt) {
+        ("fail", _) => HandlerOutcome::fail("refused"),
+        ("retry", 1) => HandlerOutcome::retry("not yet"),
+        ("panic", 1) => panic!("handler blew up"),
+        _ => HandlerOutcome::done(format!("ok {account}")),
     }
 }
 
@@ -99,9 +105,29 @@ async fn queued_group_of(
     BTreeMap<&'static str, String>,
     eventyard_receiver::ReceiverHandle,
 ) {
+    let handler = Arc::new(handler);
+    let mut handlers = HandlerRegistry::new();
+    handlers.register("writer", handler.clone());
+    let (env, ids, running) = queue_as_group(backend, accounts, "writer", handlers).await;
+    (env, handler, ids, running)
+}
+
+/// Publishes one event per account while the type only stores, then turns
+/// it to `realtime` with `handler_id`, so that the one worker gets them
+/// queued all at once.
+async fn queue_as_group(
+    backend: Backend,
+    accounts: &[&'static str],
+    handler_id: &str,
+    handlers: HandlerRegistry,
+) -> (
+    Env,
+    BTreeMap<&'static str, String>,
+    eventyard_receiver::ReceiverHandle,
+) {
     let exchange = unique("ex");
     // Stored only at first, so that the events can be queued all at once.
-    let mut row = receive_row("ACCT.OPENED", &exchange, "none", "writer");
+    let mut row = receive_row("ACCT.OPENED", &exchange, "none", handler_id);
     row.workers = 1;
     let env = Env::new(
         backend,
@@ -110,9 +136,6 @@ async fn queued_group_of(
         vec![row.clone()],
     )
     .await;
-    let handler = Arc::new(handler);
-    let mut handlers = HandlerRegistry::new();
-    handlers.register("writer", handler.clone());
     let running = env.start(handlers, env.options()).await;
     let mut ids = BTreeMap::new();
     for a in accounts {
@@ -135,9 +158,9 @@ async fn queued_group_of(
     // Realtime now: the retry poller claims them together and queues them
     // for the one worker.
     row.process_mode = "realtime".into();
-    row.handler_id = Some("writer".into());
+    row.handler_id = Some(handler_id.into());
     env.update_receive(&row).await;
-    (env, handler, ids, running)
+    (env, ids, running)
 }
 
 async fn failing_handler_in_a_group(backend: Backend) {
@@ -300,16 +323,6 @@ async fn group_of_a_handler_that_wrote_after_declaring_it_would_not_postgres() {
 /// its groups without savepoints; a failure in the middle leaves the others
 /// `done` and is retried on its own.
 async fn plain_function_group(backend: Backend) {
-    let exchange = unique("ex");
-    let mut row = receive_row("ACCT.OPENED", &exchange, "none", "plain");
-    row.workers = 1;
-    let env = Env::new(
-        backend,
-        Arc::new(InProcessTransport::new()),
-        &exchange,
-        vec![row.clone()],
-    )
-    .await;
     let calls = Arc::new(Mutex::new(Vec::<(String, u32)>::new()));
     let mut handlers = HandlerRegistry::new();
     let seen = Arc::clone(&calls);
@@ -318,34 +331,11 @@ async fn plain_function_group(backend: Backend) {
         async move {
             let account = msg.fields.get_str("account").unwrap_or("").to_string();
             seen.lock().unwrap().push((account.clone(), msg.attempt));
-            match (account.as_str(), msg.attempt) {
-                ("fail", _) => HandlerOutcome::fail("refused"),
-                ("retry", 1) => HandlerOutcome::retry("not yet"),
-                ("panic", 1) => panic!("handler blew up"),
-                _ => HandlerOutcome::done(format!("ok {account}")),
-            }
+            answer(&account, msg.attempt)
         }
     });
-    let running = env.start(handlers, env.options()).await;
     let accounts = ["ok1", "fail", "ok2", "panic", "retry", "ok3"];
-    let mut ids = BTreeMap::new();
-    for a in accounts {
-        ids.insert(a, env.publish("ACCT.OPENED", a).await);
-    }
-    env.wait_status("ACCT.OPENED", InboxStatus::Stored, 6, 10)
-        .await;
-    env.inbox()
-        .replay(&ReplayRequest {
-            subscriber: Some(SUBSCRIBER.into()),
-            event_type: Some("ACCT.OPENED".into()),
-            status: InboxStatus::Stored,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    row.process_mode = "realtime".into();
-    row.handler_id = Some("plain".into());
-    env.update_receive(&row).await;
+    let (env, ids, running) = queue_as_group(backend, &accounts, "plain", handlers).await;
     env.wait_status("ACCT.OPENED", InboxStatus::Done, 5, 20)
         .await;
     env.wait_status("ACCT.OPENED", InboxStatus::Dead, 1, 5)

@@ -9,7 +9,7 @@ use eventyard_core::config::{
     Catalog, ConfigStore, ConfigWatcher, RawSendRow, StaticCatalog, WatchOptions,
 };
 use eventyard_core::db::Backend;
-use eventyard_sender::{Outbox, OutboxRow, Publisher, PublisherOptions};
+use eventyard_sender::{Outbox, OutboxRow, OutboxStatus, Publisher, PublisherOptions};
 use eventyard_testkit::TestDb;
 use eventyard_transport::{Consumer, Delivery, Subscription, Transport};
 
@@ -108,6 +108,15 @@ impl Env {
             .unwrap()
     }
 
+    /// Outbox rows of `event_type` in `status`.
+    pub async fn count(&self, status: OutboxStatus, event_type: &str) -> i64 {
+        self.publisher
+            .outbox()
+            .count(status, Some(event_type))
+            .await
+            .unwrap()
+    }
+
     pub async fn row(&self, event_id: &str) -> OutboxRow {
         self.publisher
             .outbox()
@@ -116,6 +125,25 @@ impl Env {
             .unwrap()
             .expect("the outbox row exists")
     }
+}
+
+/// The message ids of `deliveries`, sorted.
+pub fn sorted_ids(deliveries: &[Delivery]) -> Vec<String> {
+    let mut ids: Vec<String> = deliveries
+        .iter()
+        .map(|d| d.message_id.clone().unwrap())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// How many times each message id was delivered.
+pub fn deliveries_by_id(deliveries: &[Delivery]) -> std::collections::HashMap<String, u32> {
+    let mut seen = std::collections::HashMap::new();
+    for d in deliveries {
+        *seen.entry(d.message_id.clone().unwrap()).or_default() += 1;
+    }
+    seen
 }
 
 /// Receives `n` deliveries (acking each), failing after `secs` seconds.

@@ -730,9 +730,6 @@ async fn declare_topic_exchange(
         .await
 }
 
-/// One publishing channel's loop: write what is queued while fewer than `max`
-/// publishes are unconfirmed, and answer each publish when its confirm comes
-/// (in publish order), both at once.
 /// The pump of an ordering key: the same key, the same pump (and channel).
 fn key_pump(key: &str, pumps: usize) -> usize {
     use std::hash::{Hash, Hasher};
@@ -741,6 +738,9 @@ fn key_pump(key: &str, pumps: usize) -> usize {
     (h.finish() % pumps.max(1) as u64) as usize
 }
 
+/// One publishing channel's loop: write what is queued while fewer than `max`
+/// publishes are unconfirmed, and answer each publish when its confirm comes
+/// (in publish order), both at once.
 async fn pump(inner: Weak<Inner>, mut rx: mpsc::Receiver<Job>, max: usize) {
     let mut lane: Option<Lane> = None;
     loop {
