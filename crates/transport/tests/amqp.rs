@@ -557,6 +557,10 @@ async fn consumer_resumes_after_the_connection_is_cut() {
     // Take three, ack one, hold two unacked, then lose the connection.
     let first = next(&mut c).await;
     first.acker.ack().await.unwrap();
+    // An ack has no answer: `Ok` only means it was written. Wait until the
+    // broker has taken it (it then delivers one more of the 15 ready within
+    // the prefetch of 5), or the cut can lose it and `first` comes again.
+    wait_count(&admin, &q, 14).await;
     let held = [next(&mut c).await, next(&mut c).await];
     let generation = t.connection_generation();
     proxy.cut(Duration::from_millis(500));
