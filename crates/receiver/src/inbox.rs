@@ -532,6 +532,28 @@ impl Inbox {
         Ok(())
     }
 
+    /// The statement that, inside a processing transaction, locks the rows
+    /// of the given ids (`$2…`, `n` of them) that `$1` still holds unfinished
+    /// and returns their ids. While the transaction holds the locks no other
+    /// instance can claim them (claims skip locked rows; on SQLite the
+    /// transaction, begun with `BEGIN IMMEDIATE`, holds the write lock), so
+    /// the lease needs no extending, which would write a new version of
+    /// every row.
+    pub(crate) fn lock_held_sql(&self, n: usize) -> String {
+        let lock = if self.db.backend() == Backend::Sqlite {
+            ""
+        } else {
+            " FOR UPDATE"
+        };
+        self.db
+            .sql(&format!(
+                "SELECT id FROM ey_inbox WHERE claimed_by = $1 \
+                 AND status IN ('received', 'retrying') AND id IN ({}){lock}",
+                param_list(2, n)
+            ))
+            .into_owned()
+    }
+
     /// Gives up this instance's claims on rows (they are picked up again at once).
     pub(crate) async fn release(&self, ids: &[i64], owner: &str) -> Result<()> {
         for chunk in ids.chunks(500) {

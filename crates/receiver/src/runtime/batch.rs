@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use eventyard_core::config::{ProcessMode, Schedule};
-use eventyard_core::db::{param_list, Backend};
+use eventyard_core::db::Backend;
 use eventyard_core::with_pool;
 use futures_util::FutureExt;
 use tokio::sync::watch;
@@ -17,7 +17,7 @@ use super::pool::{panic_text, record_failure, Attempt, Job, JobSource};
 use super::{Shared, TypeRuntime, TypeSettings};
 use crate::error::Result;
 use crate::handler::{BatchHandler, HandlerContext, HandlerKind, HandlerOutcome, Message};
-use crate::inbox::{lease_until, InboxRow};
+use crate::inbox::InboxRow;
 
 /// When the schedule fires next, tracking `@every` cadence from the last firing.
 #[derive(Debug)]
@@ -206,7 +206,6 @@ async fn process_batch(
     if msgs.is_empty() {
         return Ok(());
     }
-    let lease = lease_until(Utc::now(), settings.timeout + shared.opts.lease);
     let failures: Vec<(i64, u32, Attempt)> = with_pool!(&shared.db, pool => {
         let mut tx = if shared.db.backend() == Backend::Sqlite {
             pool.begin_with("BEGIN IMMEDIATE").await?
@@ -214,25 +213,11 @@ async fn process_batch(
             pool.begin().await?
         };
         // Lock the rows that are still ours; drop the others from the batch.
-        let lock = shared.db.sql(&format!(
-            "UPDATE ey_inbox SET claimed_until = $1 WHERE claimed_by = $2 \
-             AND status IN ('received', 'retrying') AND id IN ({})",
-            param_list(3, msgs.len())
-        )).into_owned();
-        let mut q = sqlx::query(&lock).bind(lease).bind(owner);
+        let held = shared.inbox.lock_held_sql(msgs.len());
+        let mut q = sqlx::query_scalar::<_, i64>(&held).bind(owner);
         for m in &msgs { q = q.bind(m.inbox_id); }
-        let locked = q.execute(&mut *tx).await?.rows_affected();
-        if locked != msgs.len() as u64 {
-            let read = shared.db.sql(&format!(
-                "SELECT id FROM ey_inbox WHERE claimed_by = $1 AND status IN ('received', 'retrying') \
-                 AND id IN ({})",
-                param_list(2, msgs.len())
-            )).into_owned();
-            let mut q = sqlx::query_scalar::<_, i64>(&read).bind(owner);
-            for m in &msgs { q = q.bind(m.inbox_id); }
-            let ours: std::collections::HashSet<i64> = q.fetch_all(&mut *tx).await?.into_iter().collect();
-            msgs.retain(|m| ours.contains(&m.inbox_id));
-        }
+        let ours: std::collections::HashSet<i64> = q.fetch_all(&mut *tx).await?.into_iter().collect();
+        msgs.retain(|m| ours.contains(&m.inbox_id));
         if msgs.is_empty() {
             tx.rollback().await?;
             return Ok(());

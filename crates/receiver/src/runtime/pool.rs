@@ -462,23 +462,7 @@ async fn run_group(
     let owner = shared.opts.instance_id.as_str();
     let backend = shared.db.backend();
     let ids: Vec<i64> = ready.iter().map(|r| r.job.id).collect();
-    // Lock the rows still ours. While this transaction holds the locks no
-    // other instance can claim them (claims skip locked rows; SQLite's
-    // write lock is held from BEGIN IMMEDIATE), so the lease needs no
-    // extending: that would write a new version of every row.
-    let lock = if backend == Backend::Sqlite {
-        ""
-    } else {
-        " FOR UPDATE"
-    };
-    let check_sql = shared
-        .db
-        .sql(&format!(
-            "SELECT id FROM ey_inbox WHERE claimed_by = $1 \
-             AND status IN ('received', 'retrying') AND id IN ({}){lock}",
-            param_list(2, ids.len())
-        ))
-        .into_owned();
+    let check_sql = shared.inbox.lock_held_sql(ids.len());
     with_pool!(&shared.db, pool => {
         let mut tx = if backend == Backend::Sqlite {
             pool.begin_with("BEGIN IMMEDIATE").await?
