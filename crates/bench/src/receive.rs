@@ -602,6 +602,8 @@ pub(crate) struct EventyardRx {
     pub(crate) db: eventyard_core::db::Db,
     /// Per event type: (subscriber, exchange, queue).
     pub(crate) routes: Vec<(&'static str, &'static str, String, String)>,
+    /// `ReceiverOptions::store_and_handle`.
+    pub(crate) store_and_handle: bool,
 }
 
 impl EventyardRx {
@@ -665,6 +667,7 @@ impl EventyardRx {
             transport,
             db: db.db.clone(),
             routes,
+            store_and_handle: !services.no_store_and_handle,
         })
     }
 
@@ -712,7 +715,9 @@ impl EventyardRx {
             self.watcher.subscribe(),
             Arc::new(Registry::with_builtins()),
             Arc::new(handlers),
-            ReceiverOptions::new(subscriber).shutdown_grace(Duration::from_secs(10)),
+            ReceiverOptions::new(subscriber)
+                .shutdown_grace(Duration::from_secs(10))
+                .store_and_handle(self.store_and_handle),
         )
         .start()
         .await?;

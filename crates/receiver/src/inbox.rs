@@ -174,19 +174,58 @@ pub(crate) const ROW_COLUMNS: &str =
     "id, event_id, event_type, subscriber, producer_id, stream, epoch, seq, status, attempts, \
      result, next_attempt_at, payload, received_at, processed_at, claimed_by, claimed_until";
 
-const INSERT_COLUMNS: usize = 13;
+const INSERT_COLUMNS: usize = 14;
 
 pub(crate) fn lease_until(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60))
 }
 
+/// The state columns a new row is inserted with.
+pub(crate) struct NewState<'a> {
+    pub(crate) status: &'a str,
+    pub(crate) attempts: i32,
+    pub(crate) result: Option<&'a str>,
+    pub(crate) processed_at: Option<DateTime<Utc>>,
+    pub(crate) claimed_by: Option<&'a str>,
+    pub(crate) claimed_until: Option<DateTime<Utc>>,
+}
+
+impl NewInboxRow {
+    /// The row's state as built. With `done_at`, a row claimed for
+    /// realtime processing is inserted already `done` (one attempt, empty
+    /// result): its handler runs in the same transaction, which corrects
+    /// the row before committing should the handler not succeed.
+    pub(crate) fn state(&self, done_at: Option<DateTime<Utc>>) -> NewState<'_> {
+        match (&self.claim, done_at) {
+            (Some(_), Some(at)) => NewState {
+                status: InboxStatus::Done.as_str(),
+                attempts: 1,
+                result: Some(""),
+                processed_at: Some(at),
+                claimed_by: None,
+                claimed_until: None,
+            },
+            (claim, _) => NewState {
+                status: self.status.as_str(),
+                attempts: 0,
+                result: self.result.as_deref(),
+                processed_at: self.processed_at,
+                claimed_by: claim.as_ref().map(|(by, _)| by.as_str()),
+                claimed_until: claim.as_ref().map(|(_, until)| *until),
+            },
+        }
+    }
+}
+
+/// Binds the insert columns of one new row (see [`insert_sql`]); the
+/// optional last argument is [`NewInboxRow::state`]'s `done_at`.
 macro_rules! bind_new {
-    ($q:expr, $r:expr, $subscriber:expr) => {{
+    ($q:expr, $r:expr, $subscriber:expr) => {
+        $crate::inbox::bind_new!($q, $r, $subscriber, None)
+    };
+    ($q:expr, $r:expr, $subscriber:expr, $done_at:expr) => {{
         let r = $r;
-        let (by, until) = match &r.claim {
-            Some((by, until)) => (Some(by.as_str()), Some(*until)),
-            None => (None, None),
-        };
+        let st = r.state($done_at);
         $q.bind(&r.event_id)
             .bind(&r.event_type)
             .bind($subscriber)
@@ -194,13 +233,27 @@ macro_rules! bind_new {
             .bind(&r.stream)
             .bind(r.epoch)
             .bind(r.seq)
-            .bind(r.status.as_str())
-            .bind(&r.result)
+            .bind(st.status)
+            .bind(st.attempts)
+            .bind(st.result)
             .bind(&r.payload)
-            .bind(r.processed_at)
-            .bind(by)
-            .bind(until)
+            .bind(st.processed_at)
+            .bind(st.claimed_by)
+            .bind(st.claimed_until)
     }};
+}
+pub(crate) use bind_new;
+
+/// Rows per insert statement (14 parameters each).
+pub(crate) const INSERT_CHUNK: usize = 400;
+
+/// The insert of `rows` new rows that skips duplicates and returns the ids
+/// and event ids of the rows it stored (PostgreSQL, SQLite).
+pub(crate) fn insert_returning_sql(rows: usize) -> String {
+    format!(
+        "{} ON CONFLICT (subscriber, event_id) DO NOTHING RETURNING id, event_id",
+        insert_sql(rows)
+    )
 }
 
 /// Access to `ey_inbox` — what `eventyard events list --inbox` and
@@ -333,14 +386,11 @@ impl Inbox {
         rows: &[NewInboxRow],
     ) -> Result<Vec<(i64, String)>> {
         let mut inserted = Vec::new();
-        for chunk in rows.chunks(400) {
+        for chunk in rows.chunks(INSERT_CHUNK) {
             match self.db.backend() {
                 Backend::MySql => inserted.extend(self.insert_mysql(subscriber, chunk).await?),
                 Backend::Postgres | Backend::Sqlite => {
-                    let sql = format!(
-                        "{} ON CONFLICT (subscriber, event_id) DO NOTHING RETURNING id, event_id",
-                        insert_sql(chunk.len())
-                    );
+                    let sql = insert_returning_sql(chunk.len());
                     let got: Vec<(i64, String)> = with_pool!(&self.db, pool => {
                         let mut q = sqlx::query_as::<_, (i64, String)>(&sql);
                         for r in chunk {
@@ -589,7 +639,7 @@ impl Inbox {
 fn insert_sql(rows: usize) -> String {
     let mut sql = String::from(
         "INSERT INTO ey_inbox (event_id, event_type, subscriber, producer_id, stream, epoch, seq, \
-         status, result, payload, processed_at, claimed_by, claimed_until) VALUES ",
+         status, attempts, result, payload, processed_at, claimed_by, claimed_until) VALUES ",
     );
     let per_row = INSERT_COLUMNS;
     for r in 0..rows {

@@ -18,6 +18,7 @@ pub struct ReceiverOptions {
     pub(crate) ack_linger: Duration,
     pub(crate) batch_size: u32,
     pub(crate) realtime_group: usize,
+    pub(crate) store_and_handle: bool,
     pub(crate) shutdown_grace: Duration,
     pub(crate) max_backoff: Duration,
     pub(crate) codec: Codec,
@@ -48,6 +49,7 @@ impl ReceiverOptions {
             ack_linger: Duration::from_millis(1),
             batch_size: 500,
             realtime_group: 64,
+            store_and_handle: true,
             shutdown_grace: Duration::from_secs(30),
             max_backoff: Duration::from_secs(3600),
             codec: Codec::new(Limits::default()),
@@ -134,6 +136,23 @@ impl ReceiverOptions {
     /// transaction per event; at most 1,000.
     pub fn realtime_group(mut self, n: usize) -> Self {
         self.realtime_group = n.clamp(1, 1000);
+        self
+    }
+
+    /// Whether a listener may run the handlers of the `realtime` events it
+    /// receives in the transaction that stores them (default on;
+    /// PostgreSQL and SQLite). It does so only while the type's handler
+    /// calls are quick (under a millisecond on average), the type is not
+    /// sequenced, and one of its `workers` slots is free, which the
+    /// listener takes for the time: each event is then written once
+    /// (stored, handled and `done` in one commit) and acked after that
+    /// commit, instead of stored, acked, and processed in a second
+    /// transaction by the pool. Its micro-batches are then at most
+    /// [`realtime_group`](Self::realtime_group) deliveries. Failures are
+    /// recorded as in the pool; should the transaction not commit, the
+    /// deliveries are stored the usual way and the pool runs them.
+    pub fn store_and_handle(mut self, on: bool) -> Self {
+        self.store_and_handle = on;
         self
     }
 
