@@ -296,7 +296,10 @@ async fn store_and_handle(
         return Inline::NotCommitted;
     };
     // Every event to handle must be this type's (a queue can be bound to others).
-    let realtime = rows.iter().zip(goods.iter()).filter(|(r, _)| r.claim.is_some());
+    let realtime = rows
+        .iter()
+        .zip(goods.iter())
+        .filter(|(r, _)| r.claim.is_some());
     let mut any = false;
     for (_, good) in realtime {
         match good {

@@ -33,7 +33,7 @@ impl ReceiverOptions {
     /// event type, a 30 s handler timeout, 60 s claim leases, retries polled
     /// every second, prefetch 500, stores of up to 256 deliveries acked
     /// together after at most 1 ms of waiting for more, batches of 500,
-    /// realtime groups of up to 64 queued events per transaction,
+    /// realtime groups of up to 256 events per transaction,
     /// 30 s to drain handlers on shutdown, backoff capped at one hour, and
     /// the default envelope [`Limits`].
     pub fn new(subscriber: impl Into<String>) -> Self {
@@ -48,7 +48,7 @@ impl ReceiverOptions {
             ack_batch: 256,
             ack_linger: Duration::from_millis(1),
             batch_size: 500,
-            realtime_group: 64,
+            realtime_group: 256,
             store_and_handle: true,
             shutdown_grace: Duration::from_secs(30),
             max_backoff: Duration::from_secs(3600),
@@ -129,7 +129,7 @@ impl ReceiverOptions {
 
     /// At most this many events of one `realtime` type, already queued in
     /// this instance, that one worker processes in one database transaction
-    /// (default 64): one claim check, each handler call in its own
+    /// (default 256): one claim check, each handler call in its own
     /// savepoint, one `done` update, one commit. A worker never waits for a
     /// group to fill; the handlers of a group run one after another, so
     /// `workers` still bounds the concurrent handler calls. `1` gives one

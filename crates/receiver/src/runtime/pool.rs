@@ -19,7 +19,7 @@ use super::decode::to_message;
 use super::{backoff, Shared, TypeRuntime, TypeSettings};
 use crate::error::Result;
 use crate::handler::{HandlerContext, HandlerKind, HandlerOutcome, Message};
-use crate::inbox::{lease_until, InboxRow, NewInboxRow};
+use crate::inbox::{lease_until, InboxRow, InsertNew, NewInboxRow};
 
 /// One event for the pool.
 #[derive(Debug)]
@@ -357,11 +357,7 @@ const ROLLBACK_TO: &str = "ROLLBACK TO SAVEPOINT ey_handler";
 /// Processes a group of jobs of one type: decodes them, then runs their
 /// handlers in one transaction (see [`run_group`]) and records the
 /// failures after its commit.
-async fn process_group(
-    shared: &Shared,
-    rt: &TypeRuntime,
-    jobs: Vec<Job>,
-) -> Vec<(i64, Next)> {
+async fn process_group(shared: &Shared, rt: &TypeRuntime, jobs: Vec<Job>) -> Vec<(i64, Next)> {
     let settings = rt.settings();
     let owner = shared.opts.instance_id.as_str();
     let mode = settings.cfg.process_mode;
@@ -428,7 +424,8 @@ async fn process_group(
         }
         return out;
     };
-    let slots = match run_group(shared, rt, &settings, &handler, &mut ready, Prologue::Check).await {
+    let slots = match run_group(shared, rt, &settings, &handler, &mut ready, Prologue::Check).await
+    {
         Ok(run) => run.slots,
         Err(e) => {
             out.extend(ready.into_iter().map(|r| again(rt, r.job, &e)));
@@ -511,14 +508,7 @@ pub(crate) async fn run_group(
             Prologue::Insert(rows) => {
                 let subscriber = shared.opts.subscriber.as_str();
                 let now = Utc::now();
-                for chunk in rows.chunks(crate::inbox::INSERT_CHUNK) {
-                    let sql = crate::inbox::insert_returning_sql(chunk.len());
-                    let mut q = sqlx::query_as::<_, (i64, String)>(&sql);
-                    for r in chunk {
-                        q = crate::inbox::bind_new!(q, r, subscriber, Some(now));
-                    }
-                    stored.extend(q.fetch_all(&mut *tx).await?);
-                }
+                stored = tx.insert_new(subscriber, rows, Some(now)).await?;
                 let ids: HashMap<&str, i64> =
                     stored.iter().map(|(id, e)| (e.as_str(), *id)).collect();
                 let mut held = HashSet::with_capacity(ready.len());

@@ -179,7 +179,8 @@ async fn two_instances_of_one_subscriber_never_process_an_event_twice() {
     assert_eq!(per_event.len(), n as usize);
     assert!(
         per_event.values().all(|c| *c == 2),
-        "each event: one failed attempt, one success: {:?}", per_event.values().filter(|c| **c != 2).collect::<Vec<_>>()
+        "each event: one failed attempt, one success: {:?}",
+        per_event.values().filter(|c| **c != 2).collect::<Vec<_>>()
     );
     let effects = env.effects().await;
     assert_eq!(effects.len(), n as usize);
