@@ -11,6 +11,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use eventyard_core::db::{param_list, Backend, Db};
 use eventyard_core::with_pool;
@@ -146,6 +148,11 @@ impl Default for ReplayRequest {
 /// A row for [`Inbox::insert`].
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct NewInboxRow {
+    /// An id reserved beforehand ([`InsertNew::reserve`]); else the
+    /// database assigns one.
+    pub(crate) id: Option<i64>,
+    /// Attempts already made (1 for a row stored with its outcome).
+    pub(crate) attempts: i32,
     pub(crate) event_id: String,
     pub(crate) event_type: String,
     pub(crate) producer_id: Option<String>,
@@ -207,7 +214,7 @@ impl NewInboxRow {
             },
             (claim, _) => NewState {
                 status: self.status.as_str(),
-                attempts: 0,
+                attempts: self.attempts,
                 result: self.result.as_deref(),
                 processed_at: self.processed_at,
                 claimed_by: claim.as_ref().map(|(by, _)| by.as_str()),
@@ -250,6 +257,18 @@ const INSERT_CHUNK: usize = 400;
 /// if any), skipping event ids already stored. Returns `(id, event_id)` of
 /// the rows inserted. `done_at`: see [`NewInboxRow::state`].
 pub(crate) trait InsertNew {
+    /// Where the database can hand out ids ahead of an insert (PostgreSQL):
+    /// which of `rows`' event ids are stored already, and one new id per
+    /// row, so that the rows can be inserted after their handlers ran,
+    /// with their outcome. `None` elsewhere.
+    async fn reserve(
+        &mut self,
+        _subscriber: &str,
+        _rows: &[NewInboxRow],
+    ) -> Result<Option<Reserved>> {
+        Ok(None)
+    }
+
     async fn insert_new(
         &mut self,
         subscriber: &str,
@@ -258,11 +277,44 @@ pub(crate) trait InsertNew {
     ) -> Result<Vec<(i64, String)>>;
 }
 
+/// What [`InsertNew::reserve`] found and handed out.
+pub(crate) struct Reserved {
+    /// Event ids of the rows already stored (duplicates).
+    pub(crate) existing: HashSet<String>,
+    /// One fresh id per row, in the order of the rows.
+    pub(crate) ids: Vec<i64>,
+}
+
 /// PostgreSQL: one statement whatever the number of rows, each column bound
 /// as one array and unnested, which PostgreSQL parses and plans far faster
 /// than a `VALUES` list of thousands of parameters.
 #[cfg(feature = "postgres")]
 impl InsertNew for sqlx::PgConnection {
+    async fn reserve(
+        &mut self,
+        subscriber: &str,
+        rows: &[NewInboxRow],
+    ) -> Result<Option<Reserved>> {
+        let event_ids: Vec<&str> = rows.iter().map(|r| r.event_id.as_str()).collect();
+        let (existing, ids): (Vec<String>, Vec<i64>) = sqlx::query_as(
+            "SELECT ARRAY(SELECT event_id::text FROM ey_inbox WHERE subscriber = $1 \
+             AND event_id = ANY($2)), ARRAY(SELECT nextval(pg_get_serial_sequence('ey_inbox', \
+             'id')) FROM generate_series(1, $3))",
+        )
+        .bind(subscriber)
+        .bind(&event_ids)
+        .bind(i64::try_from(rows.len()).unwrap_or(i64::MAX))
+        .fetch_one(self)
+        .await?;
+        if ids.len() != rows.len() {
+            return Ok(None);
+        }
+        Ok(Some(Reserved {
+            existing: existing.into_iter().collect(),
+            ids,
+        }))
+    }
+
     async fn insert_new(
         &mut self,
         subscriber: &str,
@@ -302,31 +354,44 @@ impl InsertNew for sqlx::PgConnection {
             claimed_by.push(st.claimed_by);
             claimed_until.push(st.claimed_until);
         }
-        Ok(sqlx::query_as::<_, (i64, String)>(
+        // Reserved ids (all rows have one, or none does).
+        let ids: Option<Vec<i64>> = rows.iter().map(|r| r.id).collect();
+        let sql = if ids.is_some() {
+            "INSERT INTO ey_inbox (event_id, event_type, subscriber, producer_id, stream, epoch, \
+             seq, status, attempts, result, payload, processed_at, claimed_by, claimed_until, id) \
+             SELECT e, t, $3, p, s, ep, sq, st, a, r, pl, pa, cb, cu, i FROM UNNEST($1::text[], \
+             $2::text[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::text[], $9::int4[], \
+             $10::text[], $11::bytea[], $12::timestamptz[], $13::text[], $14::timestamptz[], \
+             $15::int8[]) AS u(e, t, p, s, ep, sq, st, a, r, pl, pa, cb, cu, i) \
+             ON CONFLICT (subscriber, event_id) DO NOTHING RETURNING id, event_id"
+        } else {
             "INSERT INTO ey_inbox (event_id, event_type, subscriber, producer_id, stream, epoch, \
              seq, status, attempts, result, payload, processed_at, claimed_by, claimed_until) \
              SELECT e, t, $3, p, s, ep, sq, st, a, r, pl, pa, cb, cu FROM UNNEST($1::text[], \
              $2::text[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::text[], $9::int4[], \
              $10::text[], $11::bytea[], $12::timestamptz[], $13::text[], $14::timestamptz[]) \
              AS u(e, t, p, s, ep, sq, st, a, r, pl, pa, cb, cu) \
-             ON CONFLICT (subscriber, event_id) DO NOTHING RETURNING id, event_id",
-        )
-        .bind(event_id)
-        .bind(event_type)
-        .bind(subscriber)
-        .bind(producer_id)
-        .bind(stream)
-        .bind(epoch)
-        .bind(seq)
-        .bind(status)
-        .bind(attempts)
-        .bind(result)
-        .bind(payload)
-        .bind(processed_at)
-        .bind(claimed_by)
-        .bind(claimed_until)
-        .fetch_all(self)
-        .await?)
+             ON CONFLICT (subscriber, event_id) DO NOTHING RETURNING id, event_id"
+        };
+        let mut q = sqlx::query_as::<_, (i64, String)>(sql)
+            .bind(event_id)
+            .bind(event_type)
+            .bind(subscriber)
+            .bind(producer_id)
+            .bind(stream)
+            .bind(epoch)
+            .bind(seq)
+            .bind(status)
+            .bind(attempts)
+            .bind(result)
+            .bind(payload)
+            .bind(processed_at)
+            .bind(claimed_by)
+            .bind(claimed_until);
+        if let Some(ids) = ids {
+            q = q.bind(ids);
+        }
+        Ok(q.fetch_all(self).await?)
     }
 }
 
@@ -376,8 +441,7 @@ impl InsertNew for sqlx::MySqlConnection {
             for r in chunk {
                 q = q.bind(&r.event_id);
             }
-            let existing: std::collections::HashSet<String> =
-                q.fetch_all(&mut *self).await?.into_iter().collect();
+            let existing: HashSet<String> = q.fetch_all(&mut *self).await?.into_iter().collect();
             let fresh: Vec<&NewInboxRow> = chunk
                 .iter()
                 .filter(|r| !existing.contains(&r.event_id))

@@ -19,7 +19,7 @@ use super::decode::to_message;
 use super::{backoff, Shared, TypeRuntime, TypeSettings};
 use crate::error::Result;
 use crate::handler::{HandlerContext, HandlerKind, HandlerOutcome, Message};
-use crate::inbox::{lease_until, InboxRow, InsertNew, NewInboxRow};
+use crate::inbox::{lease_until, InboxRow, InboxStatus, InsertNew, NewInboxRow};
 
 /// One event for the pool.
 #[derive(Debug)]
@@ -498,6 +498,9 @@ pub(crate) async fn run_group(
         // Insert mode: the rows the insert stored, `(id, event_id)`.
         let mut stored: Vec<(i64, String)> = Vec::new();
         let inserting = matches!(prologue, Prologue::Insert(_));
+        let subscriber = shared.opts.subscriber.as_str();
+        // Insert mode with reserved ids: the new rows and their ids.
+        let mut deferred: Option<Vec<(&NewInboxRow, i64)>> = None;
         let held: HashSet<i64> = match prologue {
             Prologue::Check => {
                 let check_sql = shared.inbox.lock_held_sql(ready.len());
@@ -506,29 +509,36 @@ pub(crate) async fn run_group(
                 q.fetch_all(&mut *tx).await?.into_iter().collect()
             }
             Prologue::Insert(rows) => {
-                let subscriber = shared.opts.subscriber.as_str();
-                let now = Utc::now();
-                stored = tx.insert_new(subscriber, rows, Some(now)).await?;
-                let ids: HashMap<&str, i64> =
-                    stored.iter().map(|(id, e)| (e.as_str(), *id)).collect();
+                let id_of: HashMap<&str, i64> = match tx.reserve(subscriber, rows).await? {
+                    Some(reserved) => {
+                        // Ids handed out ahead: the rows are written after
+                        // their handlers ran, with their outcome (below).
+                        let later: Vec<(&NewInboxRow, i64)> = rows
+                            .iter()
+                            .zip(reserved.ids)
+                            .filter(|(r, _)| !reserved.existing.contains(&r.event_id))
+                            .collect();
+                        let id_of = later.iter().map(|(r, id)| (r.event_id.as_str(), *id)).collect();
+                        deferred = Some(later);
+                        id_of
+                    }
+                    None => {
+                        stored = tx.insert_new(subscriber, rows, Some(Utc::now())).await?;
+                        stored.iter().map(|(id, e)| (e.as_str(), *id)).collect()
+                    }
+                };
                 let mut held = HashSet::with_capacity(ready.len());
                 for r in ready.iter_mut() {
-                    if let Some(&id) = ids.get(r.msg.event_id.as_str()) {
+                    if let Some(&id) = id_of.get(r.msg.event_id.as_str()) {
                         r.job.id = id;
                         r.msg.inbox_id = id;
                         held.insert(id);
                     }
                 }
-                if held.is_empty() {
-                    // Only duplicates to handle, but other rows may be new.
-                    tx.commit().await?;
-                    let slots = ready.iter().map(|_| Slot::Lost).collect();
-                    return Ok(GroupRun { slots, committed: true, stored });
-                }
                 held
             }
         };
-        if held.is_empty() {
+        if held.is_empty() && !inserting {
             tx.rollback().await?;
             let slots = ready.iter().map(|_| Slot::Lost).collect();
             return Ok(GroupRun { slots, committed: false, stored });
@@ -662,6 +672,40 @@ pub(crate) async fn run_group(
                     fail_unguarded(&mut slots, ready, &unguarded_done, &e);
                     return Ok(GroupRun { slots, committed: false, stored });
                 }
+            }
+            if let Some(later) = deferred.take() {
+                // Each row written once, with its outcome: `done` with its
+                // result, or (a failed handler) `received` and claimed here,
+                // to have the failure recorded after the commit as the pool
+                // records it.
+                let at = Utc::now();
+                let outcome: HashMap<i64, &str> =
+                    results.iter().map(|(id, text)| (*id, text.as_str())).collect();
+                let rows: Vec<NewInboxRow> = later
+                    .into_iter()
+                    .map(|(row, id)| {
+                        let mut row = row.clone();
+                        row.id = Some(id);
+                        if let Some(text) = outcome.get(&id) {
+                            row.status = InboxStatus::Done;
+                            row.attempts = 1;
+                            row.result = Some((*text).to_string());
+                            row.processed_at = Some(at);
+                            row.claim = None;
+                        }
+                        row
+                    })
+                    .collect();
+                stored = tx.insert_new(subscriber, &rows, None).await?;
+                if stored.len() != rows.len() {
+                    // Some were stored meanwhile (by another instance, after
+                    // a redelivery): start over the usual way.
+                    drop(tx);
+                    rerun_done(&mut slots);
+                    return Ok(GroupRun { slots, committed: false, stored: Vec::new() });
+                }
+                tx.commit().await?;
+                return Ok(GroupRun { slots, committed: true, stored });
             }
             // The rows were inserted `done`. Those whose handlers failed go
             // back to `received`, claimed here, to have their failure
