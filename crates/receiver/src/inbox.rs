@@ -298,8 +298,8 @@ impl InsertNew for sqlx::PgConnection {
         let event_ids: Vec<&str> = rows.iter().map(|r| r.event_id.as_str()).collect();
         let (existing, ids): (Vec<String>, Vec<i64>) = sqlx::query_as(
             "SELECT ARRAY(SELECT event_id::text FROM ey_inbox WHERE subscriber = $1 \
-             AND event_id = ANY($2)), ARRAY(SELECT nextval(pg_get_serial_sequence('ey_inbox', \
-             'id')) FROM generate_series(1, $3))",
+             AND event_id = ANY($2)), ARRAY(SELECT nextval('ey_inbox_id_seq') \
+             FROM generate_series(1, $3))",
         )
         .bind(subscriber)
         .bind(&event_ids)

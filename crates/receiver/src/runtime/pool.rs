@@ -673,7 +673,7 @@ pub(crate) async fn run_group(
                     return Ok(GroupRun { slots, committed: false, stored });
                 }
             }
-            if let Some(later) = deferred.take() {
+                if let Some(later) = deferred.take() {
                 // Each row written once, with its outcome: `done` with its
                 // result, or (a failed handler) `received` and claimed here,
                 // to have the failure recorded after the commit as the pool
