@@ -304,6 +304,10 @@ impl InsertNew for sqlx::PgConnection {
         .bind(subscriber)
         .bind(&event_ids)
         .bind(i64::try_from(rows.len()).unwrap_or(i64::MAX))
+        // Planned afresh each time: a plan cached while the table was empty
+        // probes the index by subscriber alone and filters the event ids,
+        // which grows with the table.
+        .persistent(false)
         .fetch_one(self)
         .await?;
         if ids.len() != rows.len() {
