@@ -52,12 +52,6 @@ pub(crate) struct Services {
     #[arg(long, default_value_t = 16)]
     pub(crate) db_connections: u32,
 
-    /// eventyard receivers store and ack first and leave every handler call
-    /// to the pool (`ReceiverOptions::store_and_handle(false)`), instead of
-    /// running quick handlers in the store's transaction.
-    #[arg(long)]
-    pub(crate) no_store_and_handle: bool,
-
     /// Upper bound on each timed phase; a phase that takes longer fails the run.
     #[arg(long, default_value_t = 600)]
     pub(crate) phase_timeout_secs: u64,

@@ -602,8 +602,6 @@ pub(crate) struct EventyardRx {
     pub(crate) db: eventyard_core::db::Db,
     /// Per event type: (subscriber, exchange, queue).
     pub(crate) routes: Vec<(&'static str, &'static str, String, String)>,
-    /// `ReceiverOptions::store_and_handle`.
-    pub(crate) store_and_handle: bool,
 }
 
 impl EventyardRx {
@@ -667,7 +665,6 @@ impl EventyardRx {
             transport,
             db: db.db.clone(),
             routes,
-            store_and_handle: !services.no_store_and_handle,
         })
     }
 
@@ -715,9 +712,7 @@ impl EventyardRx {
             self.watcher.subscribe(),
             Arc::new(Registry::with_builtins()),
             Arc::new(handlers),
-            ReceiverOptions::new(subscriber)
-                .shutdown_grace(Duration::from_secs(10))
-                .store_and_handle(self.store_and_handle),
+            ReceiverOptions::new(subscriber).shutdown_grace(Duration::from_secs(10)),
         )
         .start()
         .await?;

@@ -148,11 +148,6 @@ impl Default for ReplayRequest {
 /// A row for [`Inbox::insert`].
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct NewInboxRow {
-    /// An id reserved beforehand ([`InsertNew::reserve`]); else the
-    /// database assigns one.
-    pub(crate) id: Option<i64>,
-    /// Attempts already made (1 for a row stored with its outcome).
-    pub(crate) attempts: i32,
     pub(crate) event_id: String,
     pub(crate) event_type: String,
     pub(crate) producer_id: Option<String>,
@@ -181,7 +176,7 @@ pub(crate) const ROW_COLUMNS: &str =
     "id, event_id, event_type, subscriber, producer_id, stream, epoch, seq, status, attempts, \
      result, next_attempt_at, payload, received_at, processed_at, claimed_by, claimed_until";
 
-const INSERT_COLUMNS: usize = 14;
+const INSERT_COLUMNS: usize = 13;
 
 pub(crate) fn lease_until(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60))
@@ -190,7 +185,6 @@ pub(crate) fn lease_until(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> 
 /// The state columns a new row is inserted with.
 pub(crate) struct NewState<'a> {
     pub(crate) status: &'a str,
-    pub(crate) attempts: i32,
     pub(crate) result: Option<&'a str>,
     pub(crate) processed_at: Option<DateTime<Utc>>,
     pub(crate) claimed_by: Option<&'a str>,
@@ -198,41 +192,23 @@ pub(crate) struct NewState<'a> {
 }
 
 impl NewInboxRow {
-    /// The row's state as built. With `done_at`, a row claimed for
-    /// realtime processing is inserted already `done` (one attempt, empty
-    /// result): its handler runs in the same transaction, which corrects
-    /// the row before committing should the handler not succeed.
-    pub(crate) fn state(&self, done_at: Option<DateTime<Utc>>) -> NewState<'_> {
-        match (&self.claim, done_at) {
-            (Some(_), Some(at)) => NewState {
-                status: InboxStatus::Done.as_str(),
-                attempts: 1,
-                result: Some(""),
-                processed_at: Some(at),
-                claimed_by: None,
-                claimed_until: None,
-            },
-            (claim, _) => NewState {
-                status: self.status.as_str(),
-                attempts: self.attempts,
-                result: self.result.as_deref(),
-                processed_at: self.processed_at,
-                claimed_by: claim.as_ref().map(|(by, _)| by.as_str()),
-                claimed_until: claim.as_ref().map(|(_, until)| *until),
-            },
+    /// The row's state columns, borrowed for binding.
+    pub(crate) fn state(&self) -> NewState<'_> {
+        NewState {
+            status: self.status.as_str(),
+            result: self.result.as_deref(),
+            processed_at: self.processed_at,
+            claimed_by: self.claim.as_ref().map(|(by, _)| by.as_str()),
+            claimed_until: self.claim.as_ref().map(|(_, until)| *until),
         }
     }
 }
 
-/// Binds the insert columns of one new row (see [`insert_sql`]); the
-/// optional last argument is [`NewInboxRow::state`]'s `done_at`.
+/// Binds the insert columns of one new row (see [`insert_sql`]).
 macro_rules! bind_new {
-    ($q:expr, $r:expr, $subscriber:expr) => {
-        bind_new!($q, $r, $subscriber, None)
-    };
-    ($q:expr, $r:expr, $subscriber:expr, $done_at:expr) => {{
+    ($q:expr, $r:expr, $subscriber:expr) => {{
         let r = $r;
-        let st = r.state($done_at);
+        let st = r.state();
         $q.bind(&r.event_id)
             .bind(&r.event_type)
             .bind($subscriber)
@@ -241,7 +217,6 @@ macro_rules! bind_new {
             .bind(r.epoch)
             .bind(r.seq)
             .bind(st.status)
-            .bind(st.attempts)
             .bind(st.result)
             .bind(&r.payload)
             .bind(st.processed_at)
@@ -250,39 +225,18 @@ macro_rules! bind_new {
     }};
 }
 
-/// Rows per insert statement (14 parameters each) where rows are listed.
+/// Rows per insert statement (13 parameters each) where rows are listed.
 const INSERT_CHUNK: usize = 400;
 
 /// Inserting new inbox rows on one connection (in the caller's transaction,
 /// if any), skipping event ids already stored. Returns `(id, event_id)` of
-/// the rows inserted. `done_at`: see [`NewInboxRow::state`].
+/// the rows inserted.
 pub(crate) trait InsertNew {
-    /// Where the database can hand out ids ahead of an insert (PostgreSQL):
-    /// which of `rows`' event ids are stored already, and one new id per
-    /// row, so that the rows can be inserted after their handlers ran,
-    /// with their outcome. `None` elsewhere.
-    async fn reserve(
-        &mut self,
-        _subscriber: &str,
-        _rows: &[NewInboxRow],
-    ) -> Result<Option<Reserved>> {
-        Ok(None)
-    }
-
     async fn insert_new(
         &mut self,
         subscriber: &str,
         rows: &[NewInboxRow],
-        done_at: Option<DateTime<Utc>>,
     ) -> Result<Vec<(i64, String)>>;
-}
-
-/// What [`InsertNew::reserve`] found and handed out.
-pub(crate) struct Reserved {
-    /// Event ids of the rows already stored (duplicates).
-    pub(crate) existing: HashSet<String>,
-    /// One fresh id per row, in the order of the rows.
-    pub(crate) ids: Vec<i64>,
 }
 
 /// PostgreSQL: one statement whatever the number of rows, each column bound
@@ -290,40 +244,10 @@ pub(crate) struct Reserved {
 /// than a `VALUES` list of thousands of parameters.
 #[cfg(feature = "postgres")]
 impl InsertNew for sqlx::PgConnection {
-    async fn reserve(
-        &mut self,
-        subscriber: &str,
-        rows: &[NewInboxRow],
-    ) -> Result<Option<Reserved>> {
-        let event_ids: Vec<&str> = rows.iter().map(|r| r.event_id.as_str()).collect();
-        let (existing, ids): (Vec<String>, Vec<i64>) = sqlx::query_as(
-            "SELECT ARRAY(SELECT event_id::text FROM ey_inbox WHERE subscriber = $1 \
-             AND event_id = ANY($2)), ARRAY(SELECT nextval('ey_inbox_id_seq') \
-             FROM generate_series(1, $3))",
-        )
-        .bind(subscriber)
-        .bind(&event_ids)
-        .bind(i64::try_from(rows.len()).unwrap_or(i64::MAX))
-        // Planned afresh each time: a plan cached while the table was empty
-        // probes the index by subscriber alone and filters the event ids,
-        // which grows with the table.
-        .persistent(false)
-        .fetch_one(self)
-        .await?;
-        if ids.len() != rows.len() {
-            return Ok(None);
-        }
-        Ok(Some(Reserved {
-            existing: existing.into_iter().collect(),
-            ids,
-        }))
-    }
-
     async fn insert_new(
         &mut self,
         subscriber: &str,
         rows: &[NewInboxRow],
-        done_at: Option<DateTime<Utc>>,
     ) -> Result<Vec<(i64, String)>> {
         if rows.is_empty() {
             return Ok(Vec::new());
@@ -336,14 +260,13 @@ impl InsertNew for sqlx::PgConnection {
         let mut epoch = Vec::with_capacity(n);
         let mut seq = Vec::with_capacity(n);
         let mut status = Vec::with_capacity(n);
-        let mut attempts = Vec::with_capacity(n);
         let mut result = Vec::with_capacity(n);
         let mut payload = Vec::with_capacity(n);
         let mut processed_at = Vec::with_capacity(n);
         let mut claimed_by = Vec::with_capacity(n);
         let mut claimed_until = Vec::with_capacity(n);
         for r in rows {
-            let st = r.state(done_at);
+            let st = r.state();
             event_id.push(r.event_id.as_str());
             event_type.push(r.event_type.as_str());
             producer_id.push(r.producer_id.as_deref());
@@ -351,33 +274,20 @@ impl InsertNew for sqlx::PgConnection {
             epoch.push(r.epoch);
             seq.push(r.seq);
             status.push(st.status);
-            attempts.push(st.attempts);
             result.push(st.result);
             payload.push(r.payload.as_slice());
             processed_at.push(st.processed_at);
             claimed_by.push(st.claimed_by);
             claimed_until.push(st.claimed_until);
         }
-        // Reserved ids (all rows have one, or none does).
-        let ids: Option<Vec<i64>> = rows.iter().map(|r| r.id).collect();
-        let sql = if ids.is_some() {
-            "INSERT INTO ey_inbox (event_id, event_type, subscriber, producer_id, stream, epoch, \
-             seq, status, attempts, result, payload, processed_at, claimed_by, claimed_until, id) \
-             SELECT e, t, $3, p, s, ep, sq, st, a, r, pl, pa, cb, cu, i FROM UNNEST($1::text[], \
-             $2::text[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::text[], $9::int4[], \
-             $10::text[], $11::bytea[], $12::timestamptz[], $13::text[], $14::timestamptz[], \
-             $15::int8[]) AS u(e, t, p, s, ep, sq, st, a, r, pl, pa, cb, cu, i) \
-             ON CONFLICT (subscriber, event_id) DO NOTHING RETURNING id, event_id"
-        } else {
-            "INSERT INTO ey_inbox (event_id, event_type, subscriber, producer_id, stream, epoch, \
-             seq, status, attempts, result, payload, processed_at, claimed_by, claimed_until) \
-             SELECT e, t, $3, p, s, ep, sq, st, a, r, pl, pa, cb, cu FROM UNNEST($1::text[], \
-             $2::text[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::text[], $9::int4[], \
-             $10::text[], $11::bytea[], $12::timestamptz[], $13::text[], $14::timestamptz[]) \
-             AS u(e, t, p, s, ep, sq, st, a, r, pl, pa, cb, cu) \
-             ON CONFLICT (subscriber, event_id) DO NOTHING RETURNING id, event_id"
-        };
-        let mut q = sqlx::query_as::<_, (i64, String)>(sql)
+        let sql = "INSERT INTO ey_inbox (event_id, event_type, subscriber, producer_id, stream, \
+             epoch, seq, status, result, payload, processed_at, claimed_by, claimed_until) \
+             SELECT e, t, $3, p, s, ep, sq, st, r, pl, pa, cb, cu FROM UNNEST($1::text[], \
+             $2::text[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::text[], $9::text[], \
+             $10::bytea[], $11::timestamptz[], $12::text[], $13::timestamptz[]) \
+             AS u(e, t, p, s, ep, sq, st, r, pl, pa, cb, cu) \
+             ON CONFLICT (subscriber, event_id) DO NOTHING RETURNING id, event_id";
+        let q = sqlx::query_as::<_, (i64, String)>(sql)
             .bind(event_id)
             .bind(event_type)
             .bind(subscriber)
@@ -386,15 +296,11 @@ impl InsertNew for sqlx::PgConnection {
             .bind(epoch)
             .bind(seq)
             .bind(status)
-            .bind(attempts)
             .bind(result)
             .bind(payload)
             .bind(processed_at)
             .bind(claimed_by)
             .bind(claimed_until);
-        if let Some(ids) = ids {
-            q = q.bind(ids);
-        }
         Ok(q.fetch_all(self).await?)
     }
 }
@@ -405,7 +311,6 @@ impl InsertNew for sqlx::SqliteConnection {
         &mut self,
         subscriber: &str,
         rows: &[NewInboxRow],
-        done_at: Option<DateTime<Utc>>,
     ) -> Result<Vec<(i64, String)>> {
         let mut inserted = Vec::with_capacity(rows.len());
         for chunk in rows.chunks(INSERT_CHUNK) {
@@ -415,7 +320,7 @@ impl InsertNew for sqlx::SqliteConnection {
             );
             let mut q = sqlx::query_as::<_, (i64, String)>(&sql);
             for r in chunk {
-                q = bind_new!(q, r, subscriber, done_at);
+                q = bind_new!(q, r, subscriber);
             }
             inserted.extend(q.fetch_all(&mut *self).await?);
         }
@@ -433,7 +338,6 @@ impl InsertNew for sqlx::MySqlConnection {
         &mut self,
         subscriber: &str,
         rows: &[NewInboxRow],
-        done_at: Option<DateTime<Utc>>,
     ) -> Result<Vec<(i64, String)>> {
         let mut inserted = Vec::with_capacity(rows.len());
         for chunk in rows.chunks(INSERT_CHUNK) {
@@ -463,7 +367,7 @@ impl InsertNew for sqlx::MySqlConnection {
             .into_owned();
             let mut q = sqlx::query(&sql);
             for r in &fresh {
-                q = bind_new!(q, *r, subscriber, done_at);
+                q = bind_new!(q, *r, subscriber);
             }
             q.execute(&mut *self).await?;
             let list = vec!["?"; fresh.len()].join(", ");
@@ -612,7 +516,7 @@ impl Inbox {
         with_pool!(&self.db, pool => {
             // One transaction on MySQL, where the insert takes three statements.
             let mut tx = pool.begin().await?;
-            let got = tx.insert_new(subscriber, rows, None).await?;
+            let got = tx.insert_new(subscriber, rows).await?;
             tx.commit().await?;
             Ok(got)
         })
@@ -791,7 +695,7 @@ impl Inbox {
 fn insert_sql(rows: usize) -> String {
     let mut sql = String::from(
         "INSERT INTO ey_inbox (event_id, event_type, subscriber, producer_id, stream, epoch, seq, \
-         status, attempts, result, payload, processed_at, claimed_by, claimed_until) VALUES ",
+         status, result, payload, processed_at, claimed_by, claimed_until) VALUES ",
     );
     let per_row = INSERT_COLUMNS;
     for r in 0..rows {

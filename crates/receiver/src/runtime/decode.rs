@@ -84,8 +84,6 @@ pub(crate) fn decode(shared: &Shared, queue_type: &str, d: &Delivery) -> Decoded
         tracing::warn!(event_id = %event_id, event_type = %event_type, error = %error, "unreadable event stored as dead");
         Decoded {
             row: NewInboxRow {
-                id: None,
-                attempts: 0,
                 event_id,
                 event_type,
                 producer_id: None,
@@ -136,8 +134,6 @@ pub(crate) fn decode(shared: &Shared, queue_type: &str, d: &Delivery) -> Decoded
             let seq = header.sequence.as_ref();
             Decoded {
                 row: NewInboxRow {
-                    id: None,
-                    attempts: 0,
                     event_id,
                     event_type: header.event_type.clone(),
                     producer_id: header.producer_id.clone(),

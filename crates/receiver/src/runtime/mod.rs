@@ -4,9 +4,8 @@
 //!
 //! ```text
 //!  queue ──► listener ──(store micro-batch, then ack_multiple)──► ey_inbox
-//!                 │ realtime rows (claimed by this instance), unless the
-//!                 │ listener runs their quick handlers in its own store
-//!                 ▼ transaction (see `listener`)
+//!                 │ realtime rows (claimed by this instance)
+//!                 ▼
 //!          pool of `workers` ──► handler in a transaction ──► done | retrying | dead
 //!                 ▲
 //!  retry poller ──┘ due `retrying` rows, replayed rows, rows of vanished instances
@@ -61,13 +60,6 @@ pub(crate) struct TypeRuntime {
     pub(crate) progress: Notify,
     /// Events stored or claimed by this instance and not finished yet.
     pub(crate) pending: AtomicUsize,
-    /// Handler slots in use (of `workers`): the pool's running groups and a
-    /// listener processing its own deliveries.
-    busy: AtomicUsize,
-    /// Signalled when a listener gives its handler slot back.
-    pub(crate) freed: Notify,
-    /// How long this type's handler calls take, on average.
-    pub(crate) call_time: pool::CallTime,
     jobs: mpsc::UnboundedSender<Job>,
     /// Stored events of a sequenced row go to its trackers, not the pool.
     pub(crate) seq: crate::sequenced::Feed,
@@ -101,22 +93,6 @@ impl TypeRuntime {
 
     pub(crate) fn pending(&self) -> usize {
         self.pending.load(Ordering::SeqCst)
-    }
-
-    /// Takes one of `limit` handler slots, if one is free.
-    pub(crate) fn try_acquire_worker(&self, limit: usize) -> bool {
-        self.busy
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < limit).then_some(n + 1)
-            })
-            .is_ok()
-    }
-
-    /// Gives a slot taken with [`try_acquire_worker`](Self::try_acquire_worker) back.
-    pub(crate) fn release_worker(&self) {
-        let _ = self
-            .busy
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
     }
 }
 
@@ -636,9 +612,6 @@ fn start_type(
         changed: Notify::new(),
         progress: Notify::new(),
         pending: AtomicUsize::new(0),
-        busy: AtomicUsize::new(0),
-        freed: Notify::new(),
-        call_time: pool::CallTime::default(),
         jobs: jobs_tx,
         seq: seq_tx,
         stop: stop_tx,

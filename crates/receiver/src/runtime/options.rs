@@ -18,7 +18,6 @@ pub struct ReceiverOptions {
     pub(crate) ack_linger: Duration,
     pub(crate) batch_size: u32,
     pub(crate) realtime_group: usize,
-    pub(crate) store_and_handle: bool,
     pub(crate) shutdown_grace: Duration,
     pub(crate) max_backoff: Duration,
     pub(crate) codec: Codec,
@@ -33,7 +32,7 @@ impl ReceiverOptions {
     /// event type, a 30 s handler timeout, 60 s claim leases, retries polled
     /// every second, prefetch 500, stores of up to 256 deliveries acked
     /// together after at most 1 ms of waiting for more, batches of 500,
-    /// realtime groups of up to 256 events per transaction,
+    /// realtime groups of up to 256 queued events per transaction,
     /// 30 s to drain handlers on shutdown, backoff capped at one hour, and
     /// the default envelope [`Limits`].
     pub fn new(subscriber: impl Into<String>) -> Self {
@@ -49,7 +48,6 @@ impl ReceiverOptions {
             ack_linger: Duration::from_millis(1),
             batch_size: 500,
             realtime_group: 256,
-            store_and_handle: true,
             shutdown_grace: Duration::from_secs(30),
             max_backoff: Duration::from_secs(3600),
             codec: Codec::new(Limits::default()),
@@ -136,23 +134,6 @@ impl ReceiverOptions {
     /// transaction per event; at most 1,000.
     pub fn realtime_group(mut self, n: usize) -> Self {
         self.realtime_group = n.clamp(1, 1000);
-        self
-    }
-
-    /// Whether a listener may run the handlers of the `realtime` events it
-    /// receives in the transaction that stores them (default on;
-    /// PostgreSQL and SQLite). It does so only while the type's handler
-    /// calls are quick (under a millisecond on average), the type is not
-    /// sequenced, and one of its `workers` slots is free, which the
-    /// listener takes for the time: each event is then written once
-    /// (stored, handled and `done` in one commit) and acked after that
-    /// commit, instead of stored, acked, and processed in a second
-    /// transaction by the pool. Its micro-batches are then at most
-    /// [`realtime_group`](Self::realtime_group) deliveries. Failures are
-    /// recorded as in the pool; should the transaction not commit, the
-    /// deliveries are stored the usual way and the pool runs them.
-    pub fn store_and_handle(mut self, on: bool) -> Self {
-        self.store_and_handle = on;
         self
     }
 

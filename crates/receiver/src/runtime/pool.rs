@@ -19,7 +19,7 @@ use super::decode::to_message;
 use super::{backoff, Shared, TypeRuntime, TypeSettings};
 use crate::error::Result;
 use crate::handler::{HandlerContext, HandlerKind, HandlerOutcome, Message};
-use crate::inbox::{lease_until, InboxRow, InboxStatus, InsertNew, NewInboxRow};
+use crate::inbox::InboxRow;
 
 /// One event for the pool.
 #[derive(Debug)]
@@ -97,7 +97,7 @@ pub(crate) fn next_attempt(
 
 /// A running average of a type's handler call time (microseconds; unknown
 /// until the first call).
-pub(crate) struct CallTime(AtomicU64);
+struct CallTime(AtomicU64);
 
 impl Default for CallTime {
     fn default() -> Self {
@@ -109,7 +109,7 @@ impl CallTime {
     /// Calls this short are grouped greedily: a transaction costs more.
     const QUICK_MICROS: u64 = 1_000;
 
-    pub(crate) fn observe(&self, took: Duration) {
+    fn observe(&self, took: Duration) {
         let sample = u64::try_from(took.as_micros()).unwrap_or(u64::MAX / 8);
         let old = self.0.load(Ordering::Relaxed);
         let new = if old == u64::MAX {
@@ -120,7 +120,7 @@ impl CallTime {
         self.0.store(new, Ordering::Relaxed);
     }
 
-    pub(crate) fn is_quick(&self) -> bool {
+    fn is_quick(&self) -> bool {
         self.0.load(Ordering::Relaxed) < Self::QUICK_MICROS
     }
 }
@@ -154,6 +154,7 @@ pub(crate) async fn dispatcher(
     // How many jobs each running group has, and how many run in all.
     let mut groups: HashMap<tokio::task::Id, usize> = HashMap::new();
     let mut in_flight: usize = 0;
+    let call_time = Arc::new(CallTime::default());
     let accept = |job: Job, queue: &mut VecDeque<Job>, known: &mut HashSet<i64>| {
         if known.insert(job.id) || job.requeued {
             queue.push_back(job);
@@ -171,13 +172,11 @@ pub(crate) async fn dispatcher(
         } else {
             shared.opts.realtime_group.max(1)
         };
-        // A slot is a running group here, or a listener processing its own
-        // deliveries (see `listener`): together they stay within `workers`.
-        while !queue.is_empty() && rt.try_acquire_worker(limit) {
+        while running.len() < limit && !queue.is_empty() {
             // Never wait for more. Quick handlers: take all that is queued
             // (fewer, larger transactions); slower ones: spread it over the
             // workers, so that they run in parallel.
-            let share = if rt.call_time.is_quick() {
+            let share = if call_time.is_quick() {
                 queue.len()
             } else {
                 queue.len().div_ceil(limit)
@@ -188,8 +187,9 @@ pub(crate) async fn dispatcher(
             let n = group.len();
             let shared = Arc::clone(&shared);
             let rt = Arc::clone(&rt);
+            let call_time = Arc::clone(&call_time);
             let handle = running.spawn(async move {
-                match AssertUnwindSafe(process_group(&shared, &rt, group))
+                match AssertUnwindSafe(process_group(&shared, &rt, &call_time, group))
                     .catch_unwind()
                     .await
                 {
@@ -206,7 +206,6 @@ pub(crate) async fn dispatcher(
         tokio::select! {
             _ = super::stopped(&mut stop) => break,
             Some(done) = running.join_next_with_id(), if !running.is_empty() => {
-                rt.release_worker();
                 let mut finished = 0usize;
                 match done {
                     Ok((task, results)) => {
@@ -255,7 +254,6 @@ pub(crate) async fn dispatcher(
                 }
             }
             _ = rt.changed.notified() => {}
-            _ = rt.freed.notified() => {}
         }
     }
     // Hand queued events back to any instance, let running ones finish.
@@ -275,7 +273,6 @@ pub(crate) async fn dispatcher(
     while !running.is_empty() {
         tokio::select! {
             done = running.join_next_with_id() => {
-                rt.release_worker();
                 let n = match done {
                     Some(Ok((task, results))) => {
                         groups.remove(&task);
@@ -290,9 +287,6 @@ pub(crate) async fn dispatcher(
             _ = &mut grace => {
                 tracing::warn!(event_type = %rt.event_type, running = in_flight,
                     "handlers still running after the shutdown grace; abandoning them (rolled back, retried after their lease)");
-                for _ in 0..running.len() {
-                    rt.release_worker();
-                }
                 running.abort_all();
                 rt.pending.fetch_sub(in_flight, Ordering::SeqCst);
                 break;
@@ -303,39 +297,14 @@ pub(crate) async fn dispatcher(
 }
 
 /// A job ready for its handler.
-pub(crate) struct Ready {
-    pub(crate) job: Job,
-    pub(crate) msg: Message,
-    pub(crate) attempt: u32,
-}
-
-/// What a group's transaction does before the handlers run.
-pub(crate) enum Prologue<'a> {
-    /// The rows were stored and claimed earlier: lock those still ours.
-    Check,
-    /// Store these rows first, in the same transaction (a listener
-    /// processing its own deliveries). The jobs' ids are filled in from
-    /// what the insert returns; a job whose row was already stored (a
-    /// duplicate) is `Lost`.
-    /// The realtime rows are inserted already `done` (see
-    /// [`NewInboxRow::state`]); the epilogue corrects those whose handlers
-    /// failed and adds result texts.
-    Insert(&'a [NewInboxRow]),
-}
-
-/// What a group's transaction did.
-pub(crate) struct GroupRun {
-    /// How each job ended, in the order of the jobs.
-    pub(crate) slots: Vec<Slot>,
-    /// Whether the transaction committed. When it did not, nothing of it
-    /// took effect (in insert mode: not even the rows).
-    pub(crate) committed: bool,
-    /// Insert mode: the rows stored, as `(id, event_id)`.
-    pub(crate) stored: Vec<(i64, String)>,
+struct Ready {
+    job: Job,
+    msg: Message,
+    attempt: u32,
 }
 
 /// How a job of a group's transaction ended.
-pub(crate) enum Slot {
+enum Slot {
     /// Its handler and its `done` committed.
     Done,
     /// Its handler failed; its writes were rolled back to its savepoint.
@@ -357,7 +326,12 @@ const ROLLBACK_TO: &str = "ROLLBACK TO SAVEPOINT ey_handler";
 /// Processes a group of jobs of one type: decodes them, then runs their
 /// handlers in one transaction (see [`run_group`]) and records the
 /// failures after its commit.
-async fn process_group(shared: &Shared, rt: &TypeRuntime, jobs: Vec<Job>) -> Vec<(i64, Next)> {
+async fn process_group(
+    shared: &Shared,
+    rt: &TypeRuntime,
+    call_time: &CallTime,
+    jobs: Vec<Job>,
+) -> Vec<(i64, Next)> {
     let settings = rt.settings();
     let owner = shared.opts.instance_id.as_str();
     let mode = settings.cfg.process_mode;
@@ -424,9 +398,8 @@ async fn process_group(shared: &Shared, rt: &TypeRuntime, jobs: Vec<Job>) -> Vec
         }
         return out;
     };
-    let slots = match run_group(shared, rt, &settings, &handler, &mut ready, Prologue::Check).await
-    {
-        Ok(run) => run.slots,
+    let slots = match run_group(shared, rt, &settings, &handler, call_time, &ready).await {
+        Ok(slots) => slots,
         Err(e) => {
             out.extend(ready.into_iter().map(|r| again(rt, r.job, &e)));
             return out;
@@ -478,81 +451,41 @@ async fn finish_failed(
 /// the transaction ([`Handler::uses_transaction`](crate::Handler::uses_transaction)).
 /// Should such a handler touch the transaction and then fail, the
 /// transaction is dropped and the group's other events run again.
-pub(crate) async fn run_group(
+async fn run_group(
     shared: &Shared,
     rt: &TypeRuntime,
     settings: &TypeSettings,
     handler: &HandlerKind,
-    ready: &mut [Ready],
-    prologue: Prologue<'_>,
-) -> Result<GroupRun> {
+    call_time: &CallTime,
+    ready: &[Ready],
+) -> Result<Vec<Slot>> {
     let owner = shared.opts.instance_id.as_str();
     let backend = shared.db.backend();
-    let call_time = &rt.call_time;
+    let ids: Vec<i64> = ready.iter().map(|r| r.job.id).collect();
+    let check_sql = shared.inbox.lock_held_sql(ids.len());
     with_pool!(&shared.db, pool => {
         let mut tx = if backend == Backend::Sqlite {
             pool.begin_with("BEGIN IMMEDIATE").await?
         } else {
             pool.begin().await?
         };
-        // Insert mode: the rows the insert stored, `(id, event_id)`.
-        let mut stored: Vec<(i64, String)> = Vec::new();
-        let inserting = matches!(prologue, Prologue::Insert(_));
-        let subscriber = shared.opts.subscriber.as_str();
-        // Insert mode with reserved ids: the new rows and their ids.
-        let mut deferred: Option<Vec<(&NewInboxRow, i64)>> = None;
-        let held: HashSet<i64> = match prologue {
-            Prologue::Check => {
-                let check_sql = shared.inbox.lock_held_sql(ready.len());
-                let mut q = sqlx::query_scalar::<_, i64>(&check_sql).bind(owner);
-                for r in ready.iter() { q = q.bind(r.job.id); }
-                q.fetch_all(&mut *tx).await?.into_iter().collect()
-            }
-            Prologue::Insert(rows) => {
-                let id_of: HashMap<&str, i64> = match tx.reserve(subscriber, rows).await? {
-                    Some(reserved) => {
-                        // Ids handed out ahead: the rows are written after
-                        // their handlers ran, with their outcome (below).
-                        let later: Vec<(&NewInboxRow, i64)> = rows
-                            .iter()
-                            .zip(reserved.ids)
-                            .filter(|(r, _)| !reserved.existing.contains(&r.event_id))
-                            .collect();
-                        let id_of = later.iter().map(|(r, id)| (r.event_id.as_str(), *id)).collect();
-                        deferred = Some(later);
-                        id_of
-                    }
-                    None => {
-                        stored = tx.insert_new(subscriber, rows, Some(Utc::now())).await?;
-                        stored.iter().map(|(id, e)| (e.as_str(), *id)).collect()
-                    }
-                };
-                let mut held = HashSet::with_capacity(ready.len());
-                for r in ready.iter_mut() {
-                    if let Some(&id) = id_of.get(r.msg.event_id.as_str()) {
-                        r.job.id = id;
-                        r.msg.inbox_id = id;
-                        held.insert(id);
-                    }
-                }
-                held
-            }
+        let held: HashSet<i64> = {
+            let mut q = sqlx::query_scalar::<_, i64>(&check_sql).bind(owner);
+            for id in &ids { q = q.bind(id); }
+            q.fetch_all(&mut *tx).await?.into_iter().collect()
         };
-        if held.is_empty() && !inserting {
+        if held.is_empty() {
             tx.rollback().await?;
-            let slots = ready.iter().map(|_| Slot::Lost).collect();
-            return Ok(GroupRun { slots, committed: false, stored });
+            return Ok(ready.iter().map(|_| Slot::Lost).collect());
         }
-        let ready: &[Ready] = ready;
         let mut slots: Vec<Slot> = Vec::with_capacity(ready.len());
         let mut results: Vec<(i64, String)> = Vec::new();
         let mut abandoned = false;
         // A savepoint around each call, so that one handler's writes can be
-        // undone alone: needed only when there is something else in the
-        // transaction to keep (other events' effects; in insert mode, the
-        // rows themselves) and the handler may write in it. A lone stored
-        // event is undone by rolling back the whole transaction.
-        let savepoints = (ready.len() > 1 || inserting) && handler.uses_transaction();
+        // undone alone: needed only when there are others in the
+        // transaction to keep and the handler may write in it. A lone event
+        // is undone by rolling back the whole transaction.
+        let savepoints = ready.len() > 1 && handler.uses_transaction();
         // Rows answered `Done` by a handler that reached for the transaction
         // while no savepoint guarded it (a lone event, or a handler that
         // declared it would not).
@@ -656,95 +589,10 @@ pub(crate) async fn run_group(
         }
         if abandoned {
             drop(tx);
-            return Ok(GroupRun { slots, committed: false, stored });
+            return Ok(slots);
         }
         if last_done {
             release_or_demote!("RELEASE SAVEPOINT ey_handler");
-        }
-        if inserting {
-            if !unguarded_done.is_empty() {
-                // A handler wrote without a savepoint and answered `Done`:
-                // make sure it left the transaction usable (PostgreSQL turns
-                // the COMMIT of a failed transaction into a silent rollback,
-                // which would lose the rows just inserted).
-                if let Err(e) = sqlx::Executor::execute(&mut *tx, "SELECT 1").await {
-                    drop(tx);
-                    fail_unguarded(&mut slots, ready, &unguarded_done, &e);
-                    return Ok(GroupRun { slots, committed: false, stored });
-                }
-            }
-                if let Some(later) = deferred.take() {
-                // Each row written once, with its outcome: `done` with its
-                // result, or (a failed handler) `received` and claimed here,
-                // to have the failure recorded after the commit as the pool
-                // records it.
-                let at = Utc::now();
-                let outcome: HashMap<i64, &str> =
-                    results.iter().map(|(id, text)| (*id, text.as_str())).collect();
-                let rows: Vec<NewInboxRow> = later
-                    .into_iter()
-                    .map(|(row, id)| {
-                        let mut row = row.clone();
-                        row.id = Some(id);
-                        if let Some(text) = outcome.get(&id) {
-                            row.status = InboxStatus::Done;
-                            row.attempts = 1;
-                            row.result = Some((*text).to_string());
-                            row.processed_at = Some(at);
-                            row.claim = None;
-                        }
-                        row
-                    })
-                    .collect();
-                stored = tx.insert_new(subscriber, &rows, None).await?;
-                if stored.len() != rows.len() {
-                    // Some were stored meanwhile (by another instance, after
-                    // a redelivery): start over the usual way.
-                    drop(tx);
-                    rerun_done(&mut slots);
-                    return Ok(GroupRun { slots, committed: false, stored: Vec::new() });
-                }
-                tx.commit().await?;
-                return Ok(GroupRun { slots, committed: true, stored });
-            }
-            // The rows were inserted `done`. Those whose handlers failed go
-            // back to `received`, claimed here, to have their failure
-            // recorded after the commit as the pool records it.
-            let failed: Vec<i64> = slots
-                .iter()
-                .zip(ready)
-                .filter(|(s, _)| matches!(s, Slot::Failed(_)))
-                .map(|(_, r)| r.job.id)
-                .collect();
-            if !failed.is_empty() {
-                let sql = shared.db.sql(&format!(
-                    "UPDATE ey_inbox SET status = 'received', attempts = 0, result = NULL, \
-                     processed_at = NULL, claimed_by = $1, claimed_until = $2 WHERE id IN ({})",
-                    param_list(3, failed.len())
-                )).into_owned();
-                let until = lease_until(Utc::now(), shared.opts.lease + shared.opts.handler_timeout);
-                let mut q = sqlx::query(&sql).bind(owner).bind(until);
-                for id in &failed { q = q.bind(id); }
-                q.execute(&mut *tx).await?;
-            }
-            // Result texts (the rows were inserted with an empty one).
-            let texts: Vec<&(i64, String)> = results.iter().filter(|(_, t)| !t.is_empty()).collect();
-            if !texts.is_empty() {
-                let mut cases = String::new();
-                for i in 0..texts.len() {
-                    cases.push_str(&format!(" WHEN ${} THEN ${}", 1 + 2 * i, 2 + 2 * i));
-                }
-                let sql = shared.db.sql(&format!(
-                    "UPDATE ey_inbox SET result = CASE id{cases} END WHERE id IN ({})",
-                    param_list(1 + 2 * texts.len(), texts.len())
-                )).into_owned();
-                let mut q = sqlx::query(&sql);
-                for (id, text) in &texts { q = q.bind(id).bind(text); }
-                for (id, _) in &texts { q = q.bind(id); }
-                q.execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            return Ok(GroupRun { slots, committed: true, stored });
         }
         if !results.is_empty() {
             // Placeholders numbered in order of use (MySQL's `?` are positional).
@@ -768,9 +616,22 @@ pub(crate) async fn run_group(
             let n = match q.execute(&mut *tx).await {
                 Ok(done) => done.rows_affected(),
                 Err(e) if !unguarded_done.is_empty() => {
+                    // An unguarded handler answered `Done` but left the
+                    // transaction failed: its row fails, the others run again.
                     drop(tx);
-                    fail_unguarded(&mut slots, ready, &unguarded_done, &e);
-                    return Ok(GroupRun { slots, committed: false, stored });
+                    for (slot, r) in slots.iter_mut().zip(ready) {
+                        if !matches!(slot, Slot::Done) {
+                            continue;
+                        }
+                        *slot = if unguarded_done.contains(&r.job.id) {
+                            Slot::Failed(Attempt::Returned(HandlerOutcome::retry(format!(
+                                "the handler answered done, but its transaction failed: {e}"
+                            ))))
+                        } else {
+                            Slot::Rerun
+                        };
+                    }
+                    return Ok(slots);
                 }
                 Err(e) => return Err(e.into()),
             };
@@ -782,35 +643,12 @@ pub(crate) async fn run_group(
                         *s = Slot::Lost;
                     }
                 }
-                return Ok(GroupRun { slots, committed: false, stored });
+                return Ok(slots);
             }
         }
         tx.commit().await?;
-        Ok(GroupRun { slots, committed: true, stored })
+        Ok(slots)
     })
-}
-
-/// After an unguarded handler (one that wrote without a savepoint) answered
-/// `Done` but left the transaction failed: its row fails, the group's other
-/// `Done` rows run again (the transaction is being dropped).
-fn fail_unguarded(
-    slots: &mut [Slot],
-    ready: &[Ready],
-    unguarded: &[i64],
-    e: &dyn std::fmt::Display,
-) {
-    for (slot, r) in slots.iter_mut().zip(ready) {
-        if !matches!(slot, Slot::Done) {
-            continue;
-        }
-        *slot = if unguarded.contains(&r.job.id) {
-            Slot::Failed(Attempt::Returned(HandlerOutcome::retry(format!(
-                "the handler answered done, but its transaction failed: {e}"
-            ))))
-        } else {
-            Slot::Rerun
-        };
-    }
 }
 
 /// Turns the `Done` slots of a transaction that is being dropped into reruns.

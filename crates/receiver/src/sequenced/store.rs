@@ -179,8 +179,6 @@ pub(crate) async fn store_fetched(
     let rows: Vec<NewInboxRow> = events
         .iter()
         .map(|e| NewInboxRow {
-            id: None,
-            attempts: 0,
             event_id: e.event_id.clone(),
             event_type: event_type.to_string(),
             producer_id: Some(key.0.clone()),
