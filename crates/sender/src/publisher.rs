@@ -27,6 +27,7 @@ pub struct PublisherOptions {
     pub(crate) relay_grace: Duration,
     pub(crate) coalesce_batch: usize,
     pub(crate) coalesce_writers: usize,
+    pub(crate) batch_chunks_in_flight: usize,
     pub(crate) codec: Codec,
 }
 
@@ -41,6 +42,7 @@ impl PublisherOptions {
             relay_grace: Duration::from_secs(10),
             coalesce_batch: 256,
             coalesce_writers: 2,
+            batch_chunks_in_flight: 3,
             codec: Codec::default(),
         }
     }
@@ -77,6 +79,17 @@ impl PublisherOptions {
     /// SQLite, which has one writer at a time, it is always 1.
     pub fn coalesce_writers(mut self, n: usize) -> Self {
         self.coalesce_writers = n.max(1);
+        self
+    }
+
+    /// How many chunks (of `batch_size` rows) of an unsequenced event type
+    /// a batch run publishes at once (default 3, at least 1): the next chunk
+    /// is claimed and starts publishing while the confirms of the ones
+    /// before it are still coming, so the broker's pipeline stays full
+    /// across chunk boundaries. Sequenced types publish one chunk at a
+    /// time, so that a stream keeps its order across chunks.
+    pub fn batch_chunks_in_flight(mut self, n: usize) -> Self {
+        self.batch_chunks_in_flight = n.max(1);
         self
     }
 

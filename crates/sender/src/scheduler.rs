@@ -7,7 +7,7 @@
 //! period (a process that died between commit and publish). Rows are
 //! claimed with leases, so several instances can run this safely.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -318,35 +318,94 @@ impl BatchScheduler {
 
     /// Sends the type's pending rows (created before `created_before`, if
     /// given) in chunks of its `batch_size`, as a pipeline. Each chunk is
-    /// published on its own task; meanwhile the previous chunk's results are
+    /// published on its own task; meanwhile the oldest chunk's results are
     /// collected and its rows marked `sent`, and then the next chunk is
     /// claimed (the database steps one after the other, so they never wait
-    /// on each other's row locks). For an unsequenced type the next chunk
-    /// starts publishing while the current one's confirms are still coming,
-    /// so the publishing channels never run dry between chunks. For a
-    /// sequenced type a chunk starts only when the one before it is
-    /// confirmed, so rows of one stream go out in sequence order across
-    /// chunks (within a chunk, each stream stays on one channel). A chunk with
-    /// failures ends the drain: the next chunk, if already claimed but not
-    /// yet published, is released unsent (it would overtake the failed rows),
-    /// and the rest waits for the next run.
+    /// on each other's row locks). For an unsequenced type up to
+    /// [`PublisherOptions::batch_chunks_in_flight`](crate::PublisherOptions::batch_chunks_in_flight)
+    /// chunks publish at once, so the publishing channels never run dry
+    /// between chunks. For a sequenced type a chunk starts only when the one
+    /// before it is confirmed, so rows of one stream go out in sequence order
+    /// across chunks (within a chunk, each stream stays on one channel). A
+    /// chunk with failures ends the drain: the chunks already publishing are
+    /// finished and recorded; for a sequenced type the next chunk, if already
+    /// claimed but not yet published, is released unsent (it would overtake
+    /// the failed rows); the rest waits for the next run.
     async fn drain(
         &self,
         cfg: &SendConfig,
         created_before: Option<DateTime<Utc>>,
     ) -> Result<BatchReport> {
-        let overlap = !cfg.sequenced;
+        let rows = self.claim_chunk(cfg, created_before).await?;
+        if cfg.sequenced {
+            self.drain_in_order(cfg, created_before, rows).await
+        } else {
+            self.drain_overlapping(cfg, created_before, rows).await
+        }
+    }
+
+    /// [`drain`](Self::drain) for an unsequenced type: several chunks
+    /// publishing at once, the oldest finished first.
+    async fn drain_overlapping(
+        &self,
+        cfg: &SendConfig,
+        created_before: Option<DateTime<Utc>>,
+        mut rows: Vec<OutboxRow>,
+    ) -> Result<BatchReport> {
+        let depth = self.publisher.inner.options.batch_chunks_in_flight.max(1);
         let mut total = BatchReport::default();
-        let mut rows = self.claim_chunk(cfg, created_before).await?;
-        // The chunk before the current one: still publishing (overlap), or
-        // published and not yet marked.
+        let mut publishing: VecDeque<Publishing> = VecDeque::new();
+        loop {
+            let nothing_left = rows.is_empty();
+            if !nothing_left {
+                publishing.push_back(self.start_publishing(cfg, std::mem::take(&mut rows)));
+            }
+            // Finish the oldest chunks until there is room for the next one
+            // (all of them once there is nothing more to claim).
+            while publishing.len() >= depth || (nothing_left && !publishing.is_empty()) {
+                let Some(oldest) = publishing.pop_front() else {
+                    break;
+                };
+                if let Err(end) = self.finish_chunk(cfg, oldest, &mut total).await {
+                    // Stop here; what is already publishing is finished and recorded.
+                    for chunk in publishing.drain(..) {
+                        let _ = self.finish_chunk(cfg, chunk, &mut total).await;
+                    }
+                    return end.map(|()| total);
+                }
+            }
+            if nothing_left {
+                return Ok(total);
+            }
+            match self.claim_chunk(cfg, created_before).await {
+                Ok(next) => rows = next,
+                Err(e) => {
+                    for chunk in publishing.drain(..) {
+                        let _ = self.finish_chunk(cfg, chunk, &mut total).await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// [`drain`](Self::drain) for a sequenced type: the next chunk is
+    /// claimed while one publishes, but starts only once that one is
+    /// confirmed without failures.
+    async fn drain_in_order(
+        &self,
+        cfg: &SendConfig,
+        created_before: Option<DateTime<Utc>>,
+        mut rows: Vec<OutboxRow>,
+    ) -> Result<BatchReport> {
+        let mut total = BatchReport::default();
+        // The chunk before the current one: published and not yet marked.
         let mut previous: Option<Publishing> = None;
         loop {
             let current =
                 (!rows.is_empty()).then(|| self.start_publishing(cfg, std::mem::take(&mut rows)));
             if let Some(previous) = previous.take() {
-                let ended = self.finish_chunk(cfg, previous, &mut total).await;
-                if let Err(end) = ended {
+                if let Err(end) = self.finish_chunk(cfg, previous, &mut total).await {
                     // Stop here; what is already publishing is finished and recorded.
                     if let Some(current) = current {
                         let _ = self.finish_chunk(cfg, current, &mut total).await;
@@ -354,7 +413,7 @@ impl BatchScheduler {
                     return end.map(|()| total);
                 }
             }
-            let Some(current) = current else {
+            let Some(mut current) = current else {
                 return Ok(total);
             };
             match self.claim_chunk(cfg, created_before).await {
@@ -364,13 +423,10 @@ impl BatchScheduler {
                     return Err(e);
                 }
             }
-            let mut current = current;
-            if !overlap {
-                current.wait().await;
-                if current.has_failures() {
-                    // The next chunk would overtake the failed rows: give it back.
-                    self.release_claimed(std::mem::take(&mut rows)).await;
-                }
+            current.wait().await;
+            if current.has_failures() {
+                // The next chunk would overtake the failed rows: give it back.
+                self.release_claimed(std::mem::take(&mut rows)).await;
             }
             previous = Some(current);
         }
