@@ -34,18 +34,27 @@ async fn env(
     mode: &str,
     tweak: impl FnOnce(&mut eventyard_core::config::RawSendRow),
 ) -> (Env, Arc<InProcessTransport>, String) {
+    env_with(
+        backend,
+        mode,
+        tweak,
+        PublisherOptions::new("CORE").relay_grace(Duration::ZERO),
+    )
+    .await
+}
+
+async fn env_with(
+    backend: Backend,
+    mode: &str,
+    tweak: impl FnOnce(&mut eventyard_core::config::RawSendRow),
+    options: PublisherOptions,
+) -> (Env, Arc<InProcessTransport>, String) {
     let transport = Arc::new(InProcessTransport::new());
     let exchange = unique("ex");
     let event_type = unique("ACCT.OPENED");
     let mut r = row(&event_type, mode, &exchange);
     tweak(&mut r);
-    let env = Env::new(
-        backend,
-        transport.clone(),
-        vec![r],
-        PublisherOptions::new("CORE").relay_grace(Duration::ZERO),
-    )
-    .await;
+    let env = Env::new(backend, transport.clone(), vec![r], options).await;
     (env, transport, event_type)
 }
 
@@ -161,8 +170,15 @@ async fn realtime_retries_then_fails_with_the_error_recorded() {
 
 #[tokio::test]
 async fn batch_waits_for_the_scheduler_and_sends_in_chunks() {
-    for backend in [Backend::Postgres, Backend::MySql] {
-        let (env, _t, et) = env(backend, "batch", |r| r.batch_size = 7).await;
+    for (backend, depth) in [
+        (Backend::Postgres, 3),
+        (Backend::MySql, 3),
+        (Backend::Postgres, 1),
+    ] {
+        let options = PublisherOptions::new("CORE")
+            .relay_grace(Duration::ZERO)
+            .batch_chunks_in_flight(depth);
+        let (env, _t, et) = env_with(backend, "batch", |r| r.batch_size = 7, options).await;
         let mut consumer = env.subscribe(&unique("q"), &et).await;
         let mut ids = Vec::new();
         for i in 0..20 {
@@ -189,8 +205,20 @@ async fn batch_waits_for_the_scheduler_and_sends_in_chunks() {
         assert_eq!(
             sorted_ids(&got),
             expected,
-            "{backend:?}: every row sent once"
+            "{backend:?}, {depth} in flight: every row sent once"
         );
+        if depth == 1 {
+            // One chunk at a time, each on one channel of the in-process
+            // transport: insertion order end to end.
+            let in_order: Vec<String> = got
+                .iter()
+                .map(|d| d.message_id.clone().unwrap_or_default())
+                .collect();
+            assert_eq!(
+                in_order, ids,
+                "{backend:?}: one chunk at a time keeps the order"
+            );
+        }
         assert_eq!(env.count(OutboxStatus::Sent, &et).await, 20);
         let r = env.row(&ids[0]).await;
         assert_eq!(r.attempts, 1);
