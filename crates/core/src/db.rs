@@ -220,6 +220,41 @@ impl Db {
     }
 }
 
+/// Most payload bytes a multi-row insert binds in one statement: far below
+/// PostgreSQL's 1 GiB message limit and MariaDB's default 16 MiB
+/// `max_allowed_packet`, and large enough that ordinary batches of
+/// kilobyte events stay one statement.
+pub const MAX_STATEMENT_BYTES: usize = 8 << 20;
+
+/// Splits `items` into runs of at most `max_items` whose `size` adds up to at
+/// most `max_bytes` — except that an item larger than `max_bytes` gets a run
+/// of its own. For multi-row inserts: a batch of large payloads becomes
+/// several statements instead of one the database refuses.
+pub fn chunks_within<T>(
+    items: &[T],
+    max_items: usize,
+    max_bytes: usize,
+    size: impl Fn(&T) -> usize,
+) -> Vec<&[T]> {
+    let max_items = max_items.max(1);
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0usize;
+    for (i, item) in items.iter().enumerate() {
+        let n = size(item);
+        if i > start && (i - start >= max_items || bytes.saturating_add(n) > max_bytes) {
+            chunks.push(&items[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes = bytes.saturating_add(n);
+    }
+    if start < items.len() {
+        chunks.push(&items[start..]);
+    }
+    chunks
+}
+
 /// `$first, $first+1, …` for `n` values: the placeholders of an `IN (…)`
 /// list whose values are bound from parameter `first` on (rewritten to `?`
 /// on MySQL with the rest of the statement by [`Db::sql`] or [`placeholders`]).
@@ -312,6 +347,24 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunks_within_bounds_rows_and_bytes() {
+        let sizes = [3usize, 3, 3, 10, 1, 1, 1, 1];
+        let lens = |c: Vec<&[usize]>| c.iter().map(|c| c.len()).collect::<Vec<_>>();
+        // By bytes: 3+3 fit in 7, the third 3 starts a new run; 10 is alone.
+        assert_eq!(
+            lens(chunks_within(&sizes, 100, 7, |s| *s)),
+            vec![2, 1, 1, 4]
+        );
+        // By count.
+        assert_eq!(lens(chunks_within(&sizes, 3, 1000, |s| *s)), vec![3, 3, 2]);
+        // Both, and every item is in exactly one run, in order.
+        let runs = chunks_within(&sizes, 2, 6, |s| *s);
+        assert_eq!(lens(runs.clone()), vec![2, 1, 1, 2, 2]);
+        assert_eq!(runs.concat(), sizes.to_vec());
+        assert!(chunks_within::<usize>(&[], 10, 10, |s| *s).is_empty());
+    }
 
     #[test]
     fn placeholders_are_rewritten_in_order() {

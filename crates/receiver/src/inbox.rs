@@ -11,10 +11,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use std::collections::HashSet;
-
 use chrono::{DateTime, Utc};
-use eventyard_core::db::{param_list, Backend, Db};
+use eventyard_core::db::{chunks_within, param_list, Backend, Db, MAX_STATEMENT_BYTES};
 use eventyard_core::with_pool;
 
 use crate::error::{ReceiveError, Result};
@@ -249,60 +247,76 @@ impl InsertNew for sqlx::PgConnection {
         subscriber: &str,
         rows: &[NewInboxRow],
     ) -> Result<Vec<(i64, String)>> {
-        if rows.is_empty() {
-            return Ok(Vec::new());
+        let mut inserted = Vec::with_capacity(rows.len());
+        for chunk in chunks_within(rows, usize::MAX, MAX_STATEMENT_BYTES, payload_len) {
+            inserted.extend(insert_unnested(self, subscriber, chunk).await?);
         }
-        let n = rows.len();
-        let mut event_id = Vec::with_capacity(n);
-        let mut event_type = Vec::with_capacity(n);
-        let mut producer_id = Vec::with_capacity(n);
-        let mut stream = Vec::with_capacity(n);
-        let mut epoch = Vec::with_capacity(n);
-        let mut seq = Vec::with_capacity(n);
-        let mut status = Vec::with_capacity(n);
-        let mut result = Vec::with_capacity(n);
-        let mut payload = Vec::with_capacity(n);
-        let mut processed_at = Vec::with_capacity(n);
-        let mut claimed_by = Vec::with_capacity(n);
-        let mut claimed_until = Vec::with_capacity(n);
-        for r in rows {
-            let st = r.state();
-            event_id.push(r.event_id.as_str());
-            event_type.push(r.event_type.as_str());
-            producer_id.push(r.producer_id.as_deref());
-            stream.push(r.stream.as_deref());
-            epoch.push(r.epoch);
-            seq.push(r.seq);
-            status.push(st.status);
-            result.push(st.result);
-            payload.push(r.payload.as_slice());
-            processed_at.push(st.processed_at);
-            claimed_by.push(st.claimed_by);
-            claimed_until.push(st.claimed_until);
-        }
-        let sql = "INSERT INTO ey_inbox (event_id, event_type, subscriber, producer_id, stream, \
-             epoch, seq, status, result, payload, processed_at, claimed_by, claimed_until) \
-             SELECT e, t, $3, p, s, ep, sq, st, r, pl, pa, cb, cu FROM UNNEST($1::text[], \
-             $2::text[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::text[], $9::text[], \
-             $10::bytea[], $11::timestamptz[], $12::text[], $13::timestamptz[]) \
-             AS u(e, t, p, s, ep, sq, st, r, pl, pa, cb, cu) \
-             ON CONFLICT (subscriber, event_id) DO NOTHING RETURNING id, event_id";
-        let q = sqlx::query_as::<_, (i64, String)>(sql)
-            .bind(event_id)
-            .bind(event_type)
-            .bind(subscriber)
-            .bind(producer_id)
-            .bind(stream)
-            .bind(epoch)
-            .bind(seq)
-            .bind(status)
-            .bind(result)
-            .bind(payload)
-            .bind(processed_at)
-            .bind(claimed_by)
-            .bind(claimed_until);
-        Ok(q.fetch_all(self).await?)
+        Ok(inserted)
     }
+}
+
+/// The byte size that bounds a multi-row insert.
+fn payload_len(r: &NewInboxRow) -> usize {
+    r.payload.len()
+}
+
+/// One unnested insert statement of `rows` (PostgreSQL).
+#[cfg(feature = "postgres")]
+async fn insert_unnested(
+    conn: &mut sqlx::PgConnection,
+    subscriber: &str,
+    rows: &[NewInboxRow],
+) -> Result<Vec<(i64, String)>> {
+    let n = rows.len();
+    let mut event_id = Vec::with_capacity(n);
+    let mut event_type = Vec::with_capacity(n);
+    let mut producer_id = Vec::with_capacity(n);
+    let mut stream = Vec::with_capacity(n);
+    let mut epoch = Vec::with_capacity(n);
+    let mut seq = Vec::with_capacity(n);
+    let mut status = Vec::with_capacity(n);
+    let mut result = Vec::with_capacity(n);
+    let mut payload = Vec::with_capacity(n);
+    let mut processed_at = Vec::with_capacity(n);
+    let mut claimed_by = Vec::with_capacity(n);
+    let mut claimed_until = Vec::with_capacity(n);
+    for r in rows {
+        let st = r.state();
+        event_id.push(r.event_id.as_str());
+        event_type.push(r.event_type.as_str());
+        producer_id.push(r.producer_id.as_deref());
+        stream.push(r.stream.as_deref());
+        epoch.push(r.epoch);
+        seq.push(r.seq);
+        status.push(st.status);
+        result.push(st.result);
+        payload.push(r.payload.as_slice());
+        processed_at.push(st.processed_at);
+        claimed_by.push(st.claimed_by);
+        claimed_until.push(st.claimed_until);
+    }
+    let sql = "INSERT INTO ey_inbox (event_id, event_type, subscriber, producer_id, stream, \
+         epoch, seq, status, result, payload, processed_at, claimed_by, claimed_until) \
+         SELECT e, t, $3, p, s, ep, sq, st, r, pl, pa, cb, cu FROM UNNEST($1::text[], \
+         $2::text[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::text[], $9::text[], \
+         $10::bytea[], $11::timestamptz[], $12::text[], $13::timestamptz[]) \
+         AS u(e, t, p, s, ep, sq, st, r, pl, pa, cb, cu) \
+         ON CONFLICT (subscriber, event_id) DO NOTHING RETURNING id, event_id";
+    let q = sqlx::query_as::<_, (i64, String)>(sql)
+        .bind(event_id)
+        .bind(event_type)
+        .bind(subscriber)
+        .bind(producer_id)
+        .bind(stream)
+        .bind(epoch)
+        .bind(seq)
+        .bind(status)
+        .bind(result)
+        .bind(payload)
+        .bind(processed_at)
+        .bind(claimed_by)
+        .bind(claimed_until);
+    Ok(q.fetch_all(conn).await?)
 }
 
 #[cfg(feature = "sqlite")]
@@ -313,7 +327,7 @@ impl InsertNew for sqlx::SqliteConnection {
         rows: &[NewInboxRow],
     ) -> Result<Vec<(i64, String)>> {
         let mut inserted = Vec::with_capacity(rows.len());
-        for chunk in rows.chunks(INSERT_CHUNK) {
+        for chunk in chunks_within(rows, INSERT_CHUNK, MAX_STATEMENT_BYTES, payload_len) {
             let sql = format!(
                 "{} ON CONFLICT (subscriber, event_id) DO NOTHING RETURNING id, event_id",
                 insert_sql(chunk.len())
@@ -340,7 +354,7 @@ impl InsertNew for sqlx::MySqlConnection {
         rows: &[NewInboxRow],
     ) -> Result<Vec<(i64, String)>> {
         let mut inserted = Vec::with_capacity(rows.len());
-        for chunk in rows.chunks(INSERT_CHUNK) {
+        for chunk in chunks_within(rows, INSERT_CHUNK, MAX_STATEMENT_BYTES, payload_len) {
             let list = vec!["?"; chunk.len()].join(", ");
             let existing_sql = format!(
                 "SELECT event_id FROM ey_inbox WHERE subscriber = ? AND event_id IN ({list})"
@@ -349,7 +363,8 @@ impl InsertNew for sqlx::MySqlConnection {
             for r in chunk {
                 q = q.bind(&r.event_id);
             }
-            let existing: HashSet<String> = q.fetch_all(&mut *self).await?.into_iter().collect();
+            let existing: std::collections::HashSet<String> =
+                q.fetch_all(&mut *self).await?.into_iter().collect();
             let fresh: Vec<&NewInboxRow> = chunk
                 .iter()
                 .filter(|r| !existing.contains(&r.event_id))

@@ -11,7 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use eventyard_core::db::{param_list, Backend, Db};
+use eventyard_core::db::{chunks_within, param_list, Backend, Db, MAX_STATEMENT_BYTES};
 use eventyard_core::with_pool;
 
 use crate::error::{Result, SendError};
@@ -178,13 +178,15 @@ impl Outbox {
         &self.db
     }
 
-    /// Inserts rows as `pending`, all in one statement and transaction.
+    /// Inserts rows as `pending`: one statement for up to 500 rows and
+    /// [`MAX_STATEMENT_BYTES`] of payload (more take several).
     pub async fn insert(&self, rows: &[NewOutboxRow]) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
-        // Keep each statement under every backend's bind-parameter limit.
-        for chunk in rows.chunks(500) {
+        // Keep each statement under every backend's bind-parameter and
+        // packet limits.
+        for chunk in chunks_within(rows, 500, MAX_STATEMENT_BYTES, |r| r.payload.len()) {
             let sql = self.db.sql(&insert_sql(chunk.len())).into_owned();
             with_pool!(&self.db, pool => {
                 let mut q = sqlx::query(&sql);
