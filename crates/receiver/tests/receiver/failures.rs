@@ -373,7 +373,7 @@ async fn a_micro_batch_of_large_payloads_is_stored_in_several_statements_mysql()
             .publish(OutgoingMessage::new(
                 &exchange,
                 "ACCT.OPENED",
-                &format!("big-{i}"),
+                format!("big-{i}"),
                 "ACCT.OPENED",
                 vec![b'a' + i; BIG],
             ))
