@@ -77,10 +77,39 @@ pub(crate) fn to_message(
     Ok((rt, msg))
 }
 
+/// The longest value of `ey_inbox`'s name columns (`event_type`,
+/// `producer_id`, `stream`), in characters.
+const MAX_NAME_CHARS: usize = 191;
+
+/// `s` cut to [`MAX_NAME_CHARS`] characters.
+fn clip(s: &str) -> String {
+    s.chars().take(MAX_NAME_CHARS).collect()
+}
+
+/// Which header value, if any, is too long to be stored, and why.
+fn oversized(header: &eventyard_core::envelope::Header) -> Option<String> {
+    let long = |v: &str| v.chars().count() > MAX_NAME_CHARS;
+    let what = if long(&header.event_type) {
+        "event type"
+    } else if header.producer_id.as_deref().is_some_and(long) {
+        "producer id"
+    } else if header.sequence.as_ref().is_some_and(|s| long(&s.stream)) {
+        "sequence stream"
+    } else {
+        return None;
+    };
+    Some(format!(
+        "invalid header: the {what} is longer than {MAX_NAME_CHARS} characters"
+    ))
+}
+
 /// Unpacks and converts a delivery that arrived on `queue_type`'s queue.
 pub(crate) fn decode(shared: &Shared, queue_type: &str, d: &Delivery) -> Decoded {
     let now = Utc::now();
     let dead = |event_id: String, event_type: String, error: String| {
+        // Clipped so that the row can be stored whatever the header said;
+        // the payload keeps the whole value.
+        let event_type = clip(&event_type);
         tracing::warn!(event_id = %event_id, event_type = %event_type, error = %error, "unreadable event stored as dead");
         Decoded {
             row: NewInboxRow {
@@ -116,6 +145,9 @@ pub(crate) fn decode(shared: &Shared, queue_type: &str, d: &Delivery) -> Decoded
     };
     let header = env.header.clone();
     let event_id = header.event_id.hyphenated().to_string();
+    if let Some(error) = oversized(&header) {
+        return dead(event_id, header.event_type, error);
+    }
     match to_message(shared, env, 0, 1) {
         Err(e) => dead(event_id, header.event_type, e),
         Ok((rt, msg)) => {
@@ -155,6 +187,22 @@ pub(crate) fn decode(shared: &Shared, queue_type: &str, d: &Delivery) -> Decoded
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oversized_header_values_are_named() {
+        use eventyard_core::envelope::Header;
+        let ok = Header::new("ACCT.OPENED", "CORE");
+        assert_eq!(oversized(&ok), None);
+        let mut h = ok.clone();
+        h.event_type = "é".repeat(MAX_NAME_CHARS);
+        assert_eq!(oversized(&h), None, "characters count, not bytes");
+        h.event_type.push('x');
+        assert!(oversized(&h).is_some_and(|e| e.contains("event type")));
+        let mut h = ok.clone();
+        h.producer_id = Some("p".repeat(MAX_NAME_CHARS + 1));
+        assert!(oversized(&h).is_some_and(|e| e.contains("producer id")));
+        assert_eq!(clip(&"t".repeat(500)).len(), MAX_NAME_CHARS);
+    }
 
     #[test]
     fn poison_keys() {

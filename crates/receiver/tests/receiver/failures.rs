@@ -399,3 +399,102 @@ async fn a_micro_batch_of_large_payloads_is_stored_in_several_statements_mysql()
     assert_eq!(recorder.calls_per_event().get(&good), Some(&1));
     running.shutdown().await;
 }
+
+/// Header values longer than the inbox's columns (191 characters) make an
+/// event dead with a clear error, stored with its event type clipped;
+/// they never make the store fail (which would hold the queue).
+async fn oversized_header_values(backend: Backend) {
+    let exchange = unique("ex");
+    let env = Env::new(
+        backend,
+        Arc::new(InProcessTransport::new()),
+        &exchange,
+        vec![receive_row("ACCT.OPENED", &exchange, "realtime", "record")],
+    )
+    .await;
+    let recorder = Recorder::new();
+    let mut handlers = HandlerRegistry::new();
+    handlers.register("record", recorder.clone());
+    let running = env.start(handlers, env.options()).await;
+
+    let long_type = "T".repeat(300);
+    let unknown = Envelope::new(long_type.clone(), "CORE", Body::Text("x".into()));
+    let mut long_producer = Envelope::new(
+        "ACCT.OPENED",
+        "CORE",
+        Body::Xml("<ACCT.OPENED><account>7</account><name>n</name></ACCT.OPENED>".into()),
+    );
+    long_producer.header.producer_id = Some("P".repeat(300));
+    let mut ids = Vec::new();
+    for (e, amqp_type) in [
+        (&unknown, long_type.as_str()),
+        (&long_producer, "ACCT.OPENED"),
+    ] {
+        let id = e.header.event_id.hyphenated().to_string();
+        env.transport
+            .publish(OutgoingMessage::new(
+                &exchange,
+                "ACCT.OPENED",
+                &id,
+                amqp_type,
+                envelope::pack(e).unwrap(),
+            ))
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let good = env.publish("ACCT.OPENED", "1001").await;
+    env.wait_status("ACCT.OPENED", InboxStatus::Done, 1, 10)
+        .await;
+    let inbox = env.inbox();
+    let first = inbox
+        .get(Some(SUBSCRIBER), &ids[0])
+        .await
+        .unwrap()
+        .expect("long type stored");
+    assert_eq!(first.status, "dead", "{backend:?}");
+    assert_eq!(first.event_type, "T".repeat(191), "{backend:?}: clipped");
+    assert!(
+        first
+            .result
+            .as_deref()
+            .is_some_and(|r| r.contains("event type is longer than 191")),
+        "{backend:?}: {:?}",
+        first.result
+    );
+    let second = inbox
+        .get(Some(SUBSCRIBER), &ids[1])
+        .await
+        .unwrap()
+        .expect("long producer stored");
+    assert_eq!(second.status, "dead", "{backend:?}");
+    assert!(
+        second
+            .result
+            .as_deref()
+            .is_some_and(|r| r.contains("producer id is longer than 191")),
+        "{backend:?}: {:?}",
+        second.result
+    );
+    let calls = recorder.calls_per_event();
+    assert_eq!(
+        calls.get(&good),
+        Some(&1),
+        "{backend:?}: the next good event is handled"
+    );
+    assert!(
+        !calls.contains_key(&ids[1]),
+        "{backend:?}: the dead one is not"
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_header_values_postgres() {
+    oversized_header_values(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_header_values_mysql() {
+    oversized_header_values(Backend::MySql).await;
+}
