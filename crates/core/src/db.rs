@@ -220,6 +220,24 @@ impl Db {
     }
 }
 
+/// Most bytes of a result or error text stored in a `TEXT` column (MySQL's
+/// `TEXT` holds 65,535 bytes; the others are kept to the same bound).
+pub const MAX_TEXT_BYTES: usize = 60_000;
+
+/// `s`, or its first [`MAX_TEXT_BYTES`] (cut at a character boundary) with
+/// a note of the original length: a handler's long result or error text is
+/// stored shortened instead of making the update that records it fail.
+pub fn clip_text(s: &str) -> Cow<'_, str> {
+    if s.len() <= MAX_TEXT_BYTES {
+        return Cow::Borrowed(s);
+    }
+    let mut end = MAX_TEXT_BYTES - 64;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}… [cut from {} bytes]", &s[..end], s.len()))
+}
+
 /// Most payload bytes a multi-row insert binds in one statement: far below
 /// PostgreSQL's 1 GiB message limit and MariaDB's default 16 MiB
 /// `max_allowed_packet`, and large enough that ordinary batches of
@@ -347,6 +365,16 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clip_text_keeps_short_texts_and_cuts_long_ones() {
+        assert!(matches!(clip_text("short"), Cow::Borrowed("short")));
+        let long = "é".repeat(MAX_TEXT_BYTES);
+        let clipped = clip_text(&long);
+        assert!(clipped.len() <= MAX_TEXT_BYTES);
+        assert!(clipped.starts_with("éé"));
+        assert!(clipped.ends_with(&format!("[cut from {} bytes]", long.len())));
+    }
 
     #[test]
     fn chunks_within_bounds_rows_and_bytes() {

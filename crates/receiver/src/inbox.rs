@@ -7,12 +7,13 @@
 //! instances of one subscriber share retries and batch runs, and the rows of
 //! an instance that died are taken over when its lease expires.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use eventyard_core::db::{chunks_within, param_list, Backend, Db, MAX_STATEMENT_BYTES};
+use eventyard_core::db::{chunks_within, clip_text, param_list, Backend, Db, MAX_STATEMENT_BYTES};
 use eventyard_core::with_pool;
 
 use crate::error::{ReceiveError, Result};
@@ -183,7 +184,7 @@ pub(crate) fn lease_until(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> 
 /// The state columns a new row is inserted with.
 pub(crate) struct NewState<'a> {
     pub(crate) status: &'a str,
-    pub(crate) result: Option<&'a str>,
+    pub(crate) result: Option<Cow<'a, str>>,
     pub(crate) processed_at: Option<DateTime<Utc>>,
     pub(crate) claimed_by: Option<&'a str>,
     pub(crate) claimed_until: Option<DateTime<Utc>>,
@@ -194,7 +195,7 @@ impl NewInboxRow {
     pub(crate) fn state(&self) -> NewState<'_> {
         NewState {
             status: self.status.as_str(),
-            result: self.result.as_deref(),
+            result: self.result.as_deref().map(clip_text),
             processed_at: self.processed_at,
             claimed_by: self.claim.as_ref().map(|(by, _)| by.as_str()),
             claimed_until: self.claim.as_ref().map(|(_, until)| *until),
@@ -629,7 +630,7 @@ impl Inbox {
              WHERE id = $5 AND claimed_by = $6 AND status IN ('received', 'retrying')",
         );
         let n = with_pool!(&self.db, pool => sqlx::query(&sql)
-            .bind(status).bind(reason).bind(next).bind(processed).bind(id).bind(owner)
+            .bind(status).bind(clip_text(reason)).bind(next).bind(processed).bind(id).bind(owner)
             .execute(pool).await?.rows_affected());
         Ok(n == 1)
     }
@@ -648,7 +649,7 @@ impl Inbox {
              claimed_by = NULL, claimed_until = NULL WHERE id = $3 AND claimed_by = $4",
         );
         with_pool!(&self.db, pool => {
-            sqlx::query(&sql).bind(reason).bind(now).bind(id).bind(owner).execute(pool).await?;
+            sqlx::query(&sql).bind(clip_text(reason)).bind(now).bind(id).bind(owner).execute(pool).await?;
         });
         Ok(())
     }

@@ -11,7 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use eventyard_core::db::{chunks_within, param_list, Backend, Db, MAX_STATEMENT_BYTES};
+use eventyard_core::db::{chunks_within, clip_text, param_list, Backend, Db, MAX_STATEMENT_BYTES};
 use eventyard_core::with_pool;
 
 use crate::error::{Result, SendError};
@@ -399,7 +399,7 @@ impl Outbox {
              claimed_by = NULL, claimed_until = NULL WHERE event_id = $4",
         );
         with_pool!(&self.db, pool => {
-            sqlx::query(&sql).bind(status).bind(extra_attempts).bind(error).bind(event_id).execute(pool).await?;
+            sqlx::query(&sql).bind(status).bind(extra_attempts).bind(clip_text(error)).bind(event_id).execute(pool).await?;
         });
         Ok(())
     }

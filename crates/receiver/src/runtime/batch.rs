@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use eventyard_core::config::{ProcessMode, Schedule};
-use eventyard_core::db::Backend;
+use eventyard_core::db::{clip_text, Backend};
 use eventyard_core::with_pool;
 use futures_util::FutureExt;
 use tokio::sync::watch;
@@ -255,7 +255,7 @@ async fn process_batch(
                     });
                     match outcome {
                         HandlerOutcome::Done { result } => {
-                            sqlx::query(&mark).bind(&result).bind(now).bind(m.inbox_id).bind(owner)
+                            sqlx::query(&mark).bind(clip_text(&result)).bind(now).bind(m.inbox_id).bind(owner)
                                 .execute(&mut *tx).await?;
                             done += 1;
                         }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use eventyard_core::config::ProcessMode;
-use eventyard_core::db::{param_list, Backend};
+use eventyard_core::db::{clip_text, param_list, Backend};
 use eventyard_core::with_pool;
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, watch};
@@ -610,7 +610,7 @@ async fn run_group(
                 param_list(next + 2, results.len())
             )).into_owned();
             let mut q = sqlx::query(&done);
-            for (id, result) in &results { q = q.bind(id).bind(result); }
+            for (id, result) in &results { q = q.bind(id).bind(clip_text(result)); }
             q = q.bind(Utc::now()).bind(owner);
             for (id, _) in &results { q = q.bind(id); }
             let n = match q.execute(&mut *tx).await {

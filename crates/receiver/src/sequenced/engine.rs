@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use eventyard_core::db::Backend;
+use eventyard_core::db::{clip_text, Backend};
 use eventyard_core::with_pool;
 use eventyard_seq::{Action, Counters, Tracker};
 use tokio::sync::{mpsc, watch};
@@ -777,7 +777,7 @@ impl Engine {
                              processed_at = $2, next_attempt_at = NULL, claimed_by = NULL, \
                              claimed_until = NULL WHERE id = $3",
                         );
-                        sqlx::query(&done).bind(&result).bind(Utc::now()).bind(id)
+                        sqlx::query(&done).bind(clip_text(&result)).bind(Utc::now()).bind(id)
                             .execute(&mut *tx).await?;
                         tx.commit().await?;
                         Ok(Some(None))

@@ -1,7 +1,7 @@
 //! The SQL of sequenced rows: stream state, unapplied rows, fetched rows.
 
 use chrono::Utc;
-use eventyard_core::db::Backend;
+use eventyard_core::db::{clip_text, Backend};
 use eventyard_core::with_pool;
 
 use super::source::FetchedEvent;
@@ -78,7 +78,7 @@ pub(crate) async fn mark_done(shared: &Shared, id: i64, result: &str) -> Result<
          claimed_until = NULL WHERE id = $3 AND status IN ('received', 'retrying')",
     );
     with_pool!(&shared.db, pool => {
-        sqlx::query(&sql).bind(result).bind(Utc::now()).bind(id).execute(pool).await?;
+        sqlx::query(&sql).bind(clip_text(result)).bind(Utc::now()).bind(id).execute(pool).await?;
     });
     Ok(())
 }
@@ -91,7 +91,7 @@ pub(crate) async fn record_failure(shared: &Shared, id: i64, reason: &str) -> Re
          WHERE id = $2 AND status IN ('received', 'retrying')",
     );
     with_pool!(&shared.db, pool => {
-        sqlx::query(&sql).bind(reason).bind(id).execute(pool).await?;
+        sqlx::query(&sql).bind(clip_text(reason)).bind(id).execute(pool).await?;
     });
     Ok(())
 }

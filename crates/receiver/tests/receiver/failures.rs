@@ -498,3 +498,65 @@ async fn oversized_header_values_postgres() {
 async fn oversized_header_values_mysql() {
     oversized_header_values(Backend::MySql).await;
 }
+
+/// A handler's result or failure text longer than a MySQL `TEXT` column is
+/// stored shortened, with a note; the update recording it does not fail
+/// (which would make the event run again and again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_result_and_failure_texts_are_stored_shortened_mysql() {
+    const LONG: usize = 100_000;
+    let exchange = unique("ex");
+    let mut row = receive_row("ACCT.OPENED", &exchange, "realtime", "record");
+    row.max_attempts = 1;
+    let env = Env::new(
+        Backend::MySql,
+        Arc::new(InProcessTransport::new()),
+        &exchange,
+        vec![row],
+    )
+    .await;
+    let recorder = Recorder::with(Duration::ZERO, |m| {
+        let text = "r".repeat(LONG);
+        if m.fields.get_str("account") == Some("1") {
+            HandlerOutcome::done(text)
+        } else {
+            HandlerOutcome::fail(text)
+        }
+    });
+    let mut handlers = HandlerRegistry::new();
+    handlers.register("record", recorder.clone());
+    let running = env.start(handlers, env.options()).await;
+    let done = env.publish("ACCT.OPENED", "1").await;
+    let failed = env.publish("ACCT.OPENED", "2").await;
+    env.wait_status("ACCT.OPENED", InboxStatus::Done, 1, 10)
+        .await;
+    env.wait_status("ACCT.OPENED", InboxStatus::Dead, 1, 10)
+        .await;
+    for id in [&done, &failed] {
+        let r = env
+            .inbox()
+            .get(Some(SUBSCRIBER), id)
+            .await
+            .unwrap()
+            .unwrap();
+        let text = r.result.unwrap_or_default();
+        assert!(
+            text.len() <= 60_000,
+            "{}: {} bytes stored",
+            r.status,
+            text.len()
+        );
+        assert!(text.starts_with("rrrr"));
+        assert!(
+            text.ends_with(&format!("[cut from {LONG} bytes]")),
+            "{}",
+            &text[text.len() - 40..]
+        );
+    }
+    assert_eq!(
+        recorder.calls_per_event().get(&done),
+        Some(&1),
+        "handled once"
+    );
+    running.shutdown().await;
+}
