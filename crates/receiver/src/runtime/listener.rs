@@ -193,21 +193,37 @@ async fn store_and_ack(
 ) -> bool {
     let mut seen = HashSet::new();
     let mut decoded: Vec<Decoded> = Vec::with_capacity(batch.len());
+    // The delivery each decoded row came from.
+    let mut from: Vec<usize> = Vec::with_capacity(batch.len());
     let mut duplicates_in_batch: Vec<String> = Vec::new();
-    for d in &batch {
+    for (i, d) in batch.iter().enumerate() {
         let dec = decode(shared, &rt.event_type, d);
         if seen.insert(dec.row.event_id.clone()) {
             decoded.push(dec);
+            from.push(i);
         } else {
             duplicates_in_batch.push(dec.row.event_type);
         }
     }
     let rows: Vec<NewInboxRow> = decoded.iter().map(|d| d.row.clone()).collect();
     let mut delay = Duration::from_millis(50);
+    // Deliveries the database refuses for good, rejected to the dead-letter queue.
+    let mut rejected: HashSet<usize> = HashSet::new();
     let inserted = loop {
         match shared.inbox.insert(&shared.opts.subscriber, &rows).await {
             Ok(ids) => break ids,
             Err(e) => {
+                if refuses_the_data(&e) {
+                    // The database is up and refuses this batch: store its
+                    // deliveries one by one to find the ones it refuses.
+                    match store_one_by_one(shared, rt, &batch, &rows, &from, stop).await {
+                        Some((ids, refused)) => {
+                            rejected = refused;
+                            break ids;
+                        }
+                        None => return false,
+                    }
+                }
                 tracing::warn!(event_type = %rt.event_type, error = %e, held = batch.len(),
                     "cannot store deliveries; holding them unacked and retrying");
                 tokio::select! {
@@ -218,13 +234,27 @@ async fn store_and_ack(
             }
         }
     };
-    // Everything up to the last delivery is stored (or was already): ack it all at once.
-    if let Some(last) = batch.last() {
+    // Everything up to the last delivery is stored (or was already, or was
+    // rejected on its own): ack it all at once.
+    let last = (0..batch.len()).rev().find(|i| !rejected.contains(i));
+    if let Some(last) = last.and_then(|i| batch.get(i)) {
         if let Err(e) = last.acker.ack_multiple().await {
             tracing::warn!(event_type = %rt.event_type, error = %e,
                 "ack failed after storing; the broker will redeliver and the inbox deduplicates");
         }
     }
+    for &i in &rejected {
+        if let Some(pos) = from.iter().position(|f| *f == i) {
+            let t = &decoded[pos].row.event_type;
+            shared.stats.update(t, |s| s.unreadable += 1);
+        }
+    }
+    let decoded: Vec<Decoded> = decoded
+        .into_iter()
+        .zip(&from)
+        .filter(|(_, i)| !rejected.contains(i))
+        .map(|(d, _)| d)
+        .collect();
     let now = chrono::Utc::now();
     let ids: std::collections::HashMap<&str, i64> =
         inserted.iter().map(|(id, e)| (e.as_str(), *id)).collect();
@@ -276,6 +306,98 @@ async fn store_and_ack(
         }
     }
     true
+}
+
+/// How many times a lone row is refused for its data before its delivery
+/// is given up (these errors do not go away by themselves; one retry guards
+/// against the odd misreport).
+const REFUSED_AFTER: u32 = 2;
+
+/// Whether the database refused a statement for the data in it — a value
+/// too long or invalid for its column, a packet above MySQL's
+/// `max_allowed_packet`, a row above a size limit — as opposed to being
+/// unreachable, full, read-only or busy, which holding and retrying waits
+/// out.
+fn refuses_the_data(e: &crate::error::ReceiveError) -> bool {
+    let crate::error::ReceiveError::Database(sqlx::Error::Database(db)) = e else {
+        return false;
+    };
+    #[cfg(feature = "postgres")]
+    if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        // Class 22: data exception; class 54: program limit exceeded.
+        return pg.code().starts_with("22") || pg.code().starts_with("54");
+    }
+    #[cfg(feature = "mysql")]
+    if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        // Packet too large, data too long, incorrect string value, row size
+        // too large, out of range, incorrect value, packet overflow.
+        return matches!(my.number(), 1153 | 1406 | 1366 | 1118 | 1264 | 1292 | 1301);
+    }
+    #[cfg(feature = "sqlite")]
+    if let Some(lite) = db.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
+        // SQLITE_TOOBIG.
+        return sqlx::error::DatabaseError::code(lite).as_deref() == Some("18");
+    }
+    false
+}
+
+/// Stores `rows` one at a time, retrying each while the database is
+/// unreachable. A row the database refuses for its data
+/// ([`refuses_the_data`]) [`REFUSED_AFTER`] times is given up: its
+/// delivery is rejected to the
+/// queue's dead-letter queue, where the message stays whole, so that it
+/// does not hold the queue. Returns the rows stored and the indices (in
+/// `batch`) of the deliveries rejected; `None` if stopped.
+async fn store_one_by_one(
+    shared: &Shared,
+    rt: &TypeRuntime,
+    batch: &[Delivery],
+    rows: &[NewInboxRow],
+    from: &[usize],
+    stop: &mut watch::Receiver<bool>,
+) -> Option<(Vec<(i64, String)>, HashSet<usize>)> {
+    let mut inserted = Vec::with_capacity(rows.len());
+    let mut rejected = HashSet::new();
+    for (row, &i) in rows.iter().zip(from) {
+        let mut delay = Duration::from_millis(50);
+        let mut refusals = 0u32;
+        loop {
+            match shared
+                .inbox
+                .insert(&shared.opts.subscriber, std::slice::from_ref(row))
+                .await
+            {
+                Ok(ids) => {
+                    inserted.extend(ids);
+                    break;
+                }
+                Err(e) => {
+                    if refuses_the_data(&e) {
+                        refusals += 1;
+                        if refusals >= REFUSED_AFTER {
+                            tracing::error!(event_type = %row.event_type, event_id = %row.event_id,
+                                bytes = row.payload.len(), error = %e,
+                                "the database refuses to store this delivery; rejecting it to the dead-letter queue");
+                            if let Some(d) = batch.get(i) {
+                                if let Err(e) = d.acker.reject_to_dead_letter().await {
+                                    tracing::warn!(event_type = %rt.event_type, error = %e,
+                                        "rejecting failed; the broker will redeliver it");
+                                }
+                            }
+                            rejected.insert(i);
+                            break;
+                        }
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = super::stopped(stop) => return None,
+                    }
+                    delay = (delay * 2).min(MAX_DB_BACKOFF);
+                }
+            }
+        }
+    }
+    Some((inserted, rejected))
 }
 
 fn lag_seconds(msg: &crate::handler::Message, now: chrono::DateTime<chrono::Utc>) -> f64 {

@@ -560,3 +560,62 @@ async fn long_result_and_failure_texts_are_stored_shortened_mysql() {
     );
     running.shutdown().await;
 }
+
+/// A delivery the database refuses for good (here one larger than MariaDB's
+/// 16 MiB `max_allowed_packet`) goes to the queue's dead-letter queue, whole,
+/// instead of holding the queue; the deliveries around it are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_the_database_refuses_goes_to_the_dead_letter_queue_mysql() {
+    const HUGE: usize = 20 << 20;
+    let exchange = unique("ex");
+    let row = receive_row("ACCT.OPENED", &exchange, "realtime", "record");
+    let queue = row.queue.clone().unwrap();
+    let transport = Arc::new(InProcessTransport::new());
+    let env = Env::new(Backend::MySql, transport.clone(), &exchange, vec![row]).await;
+    let recorder = Recorder::new();
+    let mut handlers = HandlerRegistry::new();
+    handlers.register("record", recorder.clone());
+    let running = env
+        .start(
+            handlers,
+            env.options().ack_linger(Duration::from_millis(300)),
+        )
+        .await;
+    let before = env.publish("ACCT.OPENED", "1").await;
+    env.transport
+        .publish(OutgoingMessage::new(
+            &exchange,
+            "ACCT.OPENED",
+            "huge-1",
+            "ACCT.OPENED",
+            vec![b'z'; HUGE],
+        ))
+        .await
+        .unwrap();
+    let after = env.publish("ACCT.OPENED", "2").await;
+    env.wait_status("ACCT.OPENED", InboxStatus::Done, 2, 60)
+        .await;
+    let calls = recorder.calls_per_event();
+    assert_eq!(calls.get(&before), Some(&1));
+    assert_eq!(calls.get(&after), Some(&1));
+    assert!(env
+        .inbox()
+        .get(Some(SUBSCRIBER), "huge-1")
+        .await
+        .unwrap()
+        .is_none());
+    let mut dead = transport
+        .subscribe(
+            eventyard_transport::Subscription::new(format!("{queue}.dlq"), "").dead_letter(false),
+        )
+        .await
+        .unwrap();
+    let d = tokio::time::timeout(Duration::from_secs(5), dead.next())
+        .await
+        .expect("a dead-lettered message")
+        .expect("the dead-letter queue is open");
+    assert_eq!(d.message_id.as_deref(), Some("huge-1"));
+    assert_eq!(d.payload.len(), HUGE, "kept whole");
+    d.acker.ack().await.unwrap();
+    running.shutdown().await;
+}
