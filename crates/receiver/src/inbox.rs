@@ -343,6 +343,22 @@ impl InsertNew for sqlx::SqliteConnection {
     }
 }
 
+/// Payload bytes below which no MySQL server setting can be in the way
+/// (`max_allowed_packet` is at least 1 MiB on any server worth running).
+const MYSQL_CHECK_ABOVE: usize = 512 << 10;
+
+/// Room for payload bytes in one MySQL statement: the server's current
+/// `max_allowed_packet`, less a margin for the statement's other values.
+#[cfg(feature = "mysql")]
+async fn mysql_packet_room(conn: &mut sqlx::MySqlConnection) -> Result<usize> {
+    let packet: u64 = sqlx::query_scalar("SELECT CAST(@@max_allowed_packet AS UNSIGNED)")
+        .fetch_one(conn)
+        .await?;
+    Ok(usize::try_from(packet)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(64 << 10))
+}
+
 /// MySQL has no `INSERT … RETURNING`: read which event ids exist, insert the
 /// rest, read their row ids back (run it in a transaction). A row a
 /// concurrent instance inserts in between is still safe: processing checks
@@ -355,7 +371,15 @@ impl InsertNew for sqlx::MySqlConnection {
         rows: &[NewInboxRow],
     ) -> Result<Vec<(i64, String)>> {
         let mut inserted = Vec::with_capacity(rows.len());
-        for chunk in chunks_within(rows, INSERT_CHUNK, MAX_STATEMENT_BYTES, payload_len) {
+        // Statements must stay below the server's `max_allowed_packet`,
+        // which may be set lower than the usual bound.
+        let total: usize = rows.iter().map(payload_len).sum();
+        let bound = if total > MYSQL_CHECK_ABOVE {
+            mysql_packet_room(self).await?.min(MAX_STATEMENT_BYTES)
+        } else {
+            MAX_STATEMENT_BYTES
+        };
+        for chunk in chunks_within(rows, INSERT_CHUNK, bound, payload_len) {
             let list = vec!["?"; chunk.len()].join(", ");
             let existing_sql = format!(
                 "SELECT event_id FROM ey_inbox WHERE subscriber = ? AND event_id IN ({list})"
@@ -520,6 +544,27 @@ impl Inbox {
             for id in &req.event_ids { q = q.bind(id); }
             q.execute(pool).await?.rows_affected()
         }))
+    }
+
+    /// The largest payload one row can be stored with, or `None` when any
+    /// payload of at most `size` bytes can (asked of the database only for
+    /// larger ones: MySQL's `max_allowed_packet` can be changed live).
+    pub(crate) async fn storable(&self, size: usize) -> Result<Option<usize>> {
+        if size <= MYSQL_CHECK_ABOVE {
+            return Ok(None);
+        }
+        let limit = match &self.db {
+            #[cfg(feature = "mysql")]
+            Db::MySql(pool) => {
+                let mut conn = pool.acquire().await?;
+                mysql_packet_room(&mut conn).await?
+            }
+            // PostgreSQL: a value of at most 1 GiB; SQLite: SQLITE_MAX_LENGTH,
+            // 10^9 bytes by default. Leave room for the other values.
+            #[allow(unreachable_patterns)]
+            _ => 1_000_000_000 - (1 << 20),
+        };
+        Ok((size > limit).then_some(limit))
     }
 
     /// Inserts rows of `subscriber`, skipping event ids already stored.

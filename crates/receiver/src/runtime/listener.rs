@@ -205,10 +205,11 @@ async fn store_and_ack(
             duplicates_in_batch.push(dec.row.event_type);
         }
     }
-    let rows: Vec<NewInboxRow> = decoded.iter().map(|d| d.row.clone()).collect();
-    let mut delay = Duration::from_millis(50);
     // Deliveries the database refuses for good, rejected to the dead-letter queue.
     let mut rejected: HashSet<usize> = HashSet::new();
+    reject_oversized(shared, &batch, &mut decoded, &mut from, &mut rejected).await;
+    let rows: Vec<NewInboxRow> = decoded.iter().map(|d| d.row.clone()).collect();
+    let mut delay = Duration::from_millis(50);
     let inserted = loop {
         match shared.inbox.insert(&shared.opts.subscriber, &rows).await {
             Ok(ids) => break ids,
@@ -306,6 +307,54 @@ async fn store_and_ack(
         }
     }
     true
+}
+
+/// Rejects to the dead-letter queue the deliveries too large for one row of
+/// the database (MySQL's `max_allowed_packet`, read live), before trying to
+/// store them: a packet above it can fail as a dropped connection rather
+/// than an error naming the cause, which no retry would ever get past.
+async fn reject_oversized(
+    shared: &Shared,
+    batch: &[Delivery],
+    decoded: &mut Vec<Decoded>,
+    from: &mut Vec<usize>,
+    rejected: &mut HashSet<usize>,
+) {
+    let biggest = decoded
+        .iter()
+        .map(|d| d.row.payload.len())
+        .max()
+        .unwrap_or(0);
+    let limit = match shared.inbox.storable(biggest).await {
+        Ok(Some(limit)) => limit,
+        // Fits, or the database cannot say now (the store will find out).
+        Ok(None) | Err(_) => return,
+    };
+    let mut keep = Vec::with_capacity(decoded.len());
+    for (dec, &i) in decoded.iter().zip(from.iter()) {
+        let fits = dec.row.payload.len() <= limit;
+        keep.push(fits);
+        if fits {
+            continue;
+        }
+        tracing::error!(event_type = %dec.row.event_type, event_id = %dec.row.event_id,
+            bytes = dec.row.payload.len(), limit,
+            "the database refuses to store this delivery (larger than one row may be); rejecting it to the dead-letter queue");
+        if let Some(d) = batch.get(i) {
+            if let Err(e) = d.acker.reject_to_dead_letter().await {
+                tracing::warn!(event_id = %dec.row.event_id, error = %e,
+                    "rejecting failed; the broker will redeliver it");
+            }
+        }
+        rejected.insert(i);
+        shared
+            .stats
+            .update(&dec.row.event_type, |s| s.unreadable += 1);
+    }
+    let mut fits = keep.iter();
+    decoded.retain(|_| fits.next().copied().unwrap_or(true));
+    let mut fits = keep.iter();
+    from.retain(|_| fits.next().copied().unwrap_or(true));
 }
 
 /// How many times a lone row is refused for its data before its delivery

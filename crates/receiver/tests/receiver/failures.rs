@@ -619,3 +619,56 @@ async fn a_delivery_the_database_refuses_goes_to_the_dead_letter_queue_mysql() {
     d.acker.ack().await.unwrap();
     running.shutdown().await;
 }
+
+/// A delivery whose row PostgreSQL refuses for its data (a NUL character in
+/// a text column, from the message's AMQP `type`) is found by storing the
+/// batch one by one and goes to the dead-letter queue; the good deliveries
+/// of the same batch are stored and handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_refused_for_its_data_is_dead_lettered_and_the_batch_stored_postgres() {
+    let exchange = unique("ex");
+    let row = receive_row("ACCT.OPENED", &exchange, "realtime", "record");
+    let queue = row.queue.clone().unwrap();
+    let transport = Arc::new(InProcessTransport::new());
+    let env = Env::new(Backend::Postgres, transport.clone(), &exchange, vec![row]).await;
+    let recorder = Recorder::new();
+    let mut handlers = HandlerRegistry::new();
+    handlers.register("record", recorder.clone());
+    let running = env
+        .start(
+            handlers,
+            env.options().ack_linger(Duration::from_millis(300)),
+        )
+        .await;
+    let before = env.publish("ACCT.OPENED", "1").await;
+    env.transport
+        .publish(OutgoingMessage::new(
+            &exchange,
+            "ACCT.OPENED",
+            "nul-type-1",
+            "BAD\u{0}TYPE",
+            b"not an envelope".to_vec(),
+        ))
+        .await
+        .unwrap();
+    let after = env.publish("ACCT.OPENED", "2").await;
+    env.wait_status("ACCT.OPENED", InboxStatus::Done, 2, 30)
+        .await;
+    let calls = recorder.calls_per_event();
+    assert_eq!(calls.get(&before), Some(&1));
+    assert_eq!(calls.get(&after), Some(&1));
+    let mut dead = transport
+        .subscribe(
+            eventyard_transport::Subscription::new(format!("{queue}.dlq"), "").dead_letter(false),
+        )
+        .await
+        .unwrap();
+    let d = tokio::time::timeout(Duration::from_secs(5), dead.next())
+        .await
+        .expect("a dead-lettered message")
+        .expect("the dead-letter queue is open");
+    assert_eq!(d.message_id.as_deref(), Some("nul-type-1"));
+    assert_eq!(d.payload, b"not an envelope".to_vec());
+    d.acker.ack().await.unwrap();
+    running.shutdown().await;
+}
