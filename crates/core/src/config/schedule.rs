@@ -69,7 +69,12 @@ impl FromStr for Schedule {
 }
 
 impl Schedule {
-    /// Parses a schedule in any of the forms of the [module docs](self).
+    /// Parses a schedule: a 5-field cron (`*/5 * * * *`), a 6-field cron
+    /// with seconds (`*/10 * * * * *`), a 7-field cron with a year, a
+    /// shorthand (`@hourly`, `@daily`, …) or a fixed interval (`@every
+    /// 30s`, `@every 1h30m`); cron forms take an optional `CRON_TZ=<IANA
+    /// name>` prefix and are evaluated in UTC otherwise (see
+    /// docs/config-tables.md, "Schedules").
     pub fn parse(text: &str) -> Result<Schedule, ScheduleError> {
         let source = text.trim().to_string();
         if source.is_empty() {
