@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{AbortHandle, JoinHandle};
 
-/// Forwards 127.0.0.1:<random port> to an upstream service.
+/// Forwards `127.0.0.1:<random port>` to an upstream service.
 #[derive(Debug)]
 pub struct Proxy {
     addr: SocketAddr,

@@ -150,7 +150,7 @@ impl Daemon {
     /// The producer's current state on demand (publisher role): when a
     /// consumer needs a snapshot newer than the stored one, the resync
     /// responder asks `provider` for it (see
-    /// [`SnapshotProvider`](eventyard_sender::SnapshotProvider)).
+    /// [`SnapshotProvider`]).
     pub fn snapshot_provider(mut self, provider: Arc<dyn SnapshotProvider>) -> Self {
         self.snapshot_provider = Provider(Some(provider));
         self
