@@ -39,17 +39,57 @@ pub fn healthy(addr: SocketAddr) -> bool {
     get(addr, "/healthz").is_some_and(|(code, _)| code == 200)
 }
 
+/// The log files of the daemons started by this test binary, shown when a
+/// wait fails.
+static DAEMON_LOGS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// The last lines of every daemon log of this test binary (a failed wait
+/// shows them: a stall is otherwise hard to read after the fact).
+pub fn daemon_log_tails(lines: usize) -> String {
+    let logs = DAEMON_LOGS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let mut out = String::new();
+    for log in logs {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        let tail = &all[all.len().saturating_sub(lines)..];
+        out.push_str(&format!(
+            "\n--- {} (last {} lines)\n",
+            log.display(),
+            tail.len()
+        ));
+        for l in tail {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 /// Starts `eventyard run --config settings` and waits until `/healthz` on
-/// `port` answers.
+/// `port` answers. Its warnings and errors go to `settings` with the
+/// extension `.log` (appended, across restarts).
 pub fn start_daemon(settings: &Path, port: u16) -> Child {
+    let log_path = settings.with_extension("log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .unwrap();
+    DAEMON_LOGS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(log_path);
     let child = Command::new(env!("CARGO_BIN_EXE_eventyard"))
         .env_remove("EVENTYARD_DATABASE_URL")
         .env_remove("EVENTYARD_AMQP_URL")
-        .env("EVENTYARD_LOG", "error")
+        .env("EVENTYARD_LOG", "warn")
         .args(["run", "--config"])
         .arg(settings)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(log))
         .spawn()
         .unwrap();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -90,7 +130,11 @@ pub async fn wait_count(db: &Db, sql: &str, want: i64, secs: u64, what: &str) {
         if n >= want {
             return;
         }
-        assert!(Instant::now() < deadline, "{what}: only {n} of {want}");
+        assert!(
+            Instant::now() < deadline,
+            "{what}: only {n} of {want}{}",
+            daemon_log_tails(40)
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
