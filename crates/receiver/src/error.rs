@@ -41,5 +41,35 @@ pub enum ReceiveError {
     Options(String),
 }
 
+impl ReceiveError {
+    /// Whether the database refused a statement for the data in it — a
+    /// value too long or invalid for its column, a packet above MySQL's
+    /// `max_allowed_packet`, a row above a size limit — as opposed to being
+    /// unreachable, full, read-only or busy, which holding and retrying
+    /// waits out.
+    pub(crate) fn refuses_the_data(&self) -> bool {
+        let ReceiveError::Database(sqlx::Error::Database(db)) = self else {
+            return false;
+        };
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+            // Class 22: data exception; class 54: program limit exceeded.
+            return pg.code().starts_with("22") || pg.code().starts_with("54");
+        }
+        #[cfg(feature = "mysql")]
+        if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+            // Packet too large, data too long, incorrect string value, row
+            // size too large, out of range, incorrect value, packet overflow.
+            return matches!(my.number(), 1153 | 1406 | 1366 | 1118 | 1264 | 1292 | 1301);
+        }
+        #[cfg(feature = "sqlite")]
+        if let Some(lite) = db.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
+            // SQLITE_TOOBIG.
+            return sqlx::error::DatabaseError::code(lite).as_deref() == Some("18");
+        }
+        false
+    }
+}
+
 /// `Result` with [`ReceiveError`] as the default error.
 pub type Result<T, E = ReceiveError> = std::result::Result<T, E>;

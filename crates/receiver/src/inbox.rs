@@ -574,12 +574,22 @@ impl Inbox {
         subscriber: &str,
         rows: &[NewInboxRow],
     ) -> Result<Vec<(i64, String)>> {
+        // One transaction where the insert takes more than one statement
+        // (always on MySQL: three), so that a retry after a failure finds all
+        // of the rows or none; a lone statement commits by itself.
+        let one_statement = self.db.backend() != Backend::MySql
+            && rows.len() <= INSERT_CHUNK
+            && rows.iter().map(payload_len).sum::<usize>() <= MAX_STATEMENT_BYTES;
         with_pool!(&self.db, pool => {
-            // One transaction on MySQL, where the insert takes three statements.
-            let mut tx = pool.begin().await?;
-            let got = tx.insert_new(subscriber, rows).await?;
-            tx.commit().await?;
-            Ok(got)
+            if one_statement {
+                let mut conn = pool.acquire().await?;
+                conn.insert_new(subscriber, rows).await
+            } else {
+                let mut tx = pool.begin().await?;
+                let got = tx.insert_new(subscriber, rows).await?;
+                tx.commit().await?;
+                Ok(got)
+            }
         })
     }
 

@@ -368,9 +368,7 @@ impl BatchScheduler {
                 };
                 if let Err(end) = self.finish_chunk(cfg, oldest, &mut total).await {
                     // Stop here; what is already publishing is finished and recorded.
-                    for chunk in publishing.drain(..) {
-                        let _ = self.finish_chunk(cfg, chunk, &mut total).await;
-                    }
+                    self.finish_all(cfg, publishing, &mut total).await;
                     return end.map(|()| total);
                 }
             }
@@ -380,12 +378,23 @@ impl BatchScheduler {
             match self.claim_chunk(cfg, created_before).await {
                 Ok(next) => rows = next,
                 Err(e) => {
-                    for chunk in publishing.drain(..) {
-                        let _ = self.finish_chunk(cfg, chunk, &mut total).await;
-                    }
+                    self.finish_all(cfg, publishing, &mut total).await;
                     return Err(e);
                 }
             }
+        }
+    }
+
+    /// Finishes and records the chunks still publishing when a drain stops
+    /// early (their own failures are recorded; the drain's end is decided).
+    async fn finish_all(
+        &self,
+        cfg: &SendConfig,
+        publishing: VecDeque<Publishing>,
+        total: &mut BatchReport,
+    ) {
+        for chunk in publishing {
+            let _ = self.finish_chunk(cfg, chunk, total).await;
         }
     }
 

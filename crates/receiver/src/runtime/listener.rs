@@ -214,10 +214,10 @@ async fn store_and_ack(
         match shared.inbox.insert(&shared.opts.subscriber, &rows).await {
             Ok(ids) => break ids,
             Err(e) => {
-                if refuses_the_data(&e) {
+                if e.refuses_the_data() {
                     // The database is up and refuses this batch: store its
                     // deliveries one by one to find the ones it refuses.
-                    match store_one_by_one(shared, rt, &batch, &rows, &from, stop).await {
+                    match store_one_by_one(shared, &batch, &rows, &from, stop).await {
                         Some((ids, refused)) => {
                             rejected = refused;
                             break ids;
@@ -242,12 +242,6 @@ async fn store_and_ack(
         if let Err(e) = last.acker.ack_multiple().await {
             tracing::warn!(event_type = %rt.event_type, error = %e,
                 "ack failed after storing; the broker will redeliver and the inbox deduplicates");
-        }
-    }
-    for &i in &rejected {
-        if let Some(pos) = from.iter().position(|f| *f == i) {
-            let t = &decoded[pos].row.event_type;
-            shared.stats.update(t, |s| s.unreadable += 1);
         }
     }
     let decoded: Vec<Decoded> = decoded
@@ -337,19 +331,9 @@ async fn reject_oversized(
         if fits {
             continue;
         }
-        tracing::error!(event_type = %dec.row.event_type, event_id = %dec.row.event_id,
-            bytes = dec.row.payload.len(), limit,
-            "the database refuses to store this delivery (larger than one row may be); rejecting it to the dead-letter queue");
-        if let Some(d) = batch.get(i) {
-            if let Err(e) = d.acker.reject_to_dead_letter().await {
-                tracing::warn!(event_id = %dec.row.event_id, error = %e,
-                    "rejecting failed; the broker will redeliver it");
-            }
-        }
+        let why = format!("larger than one row may be ({limit} bytes)");
+        dead_letter(shared, batch.get(i), &dec.row, &why).await;
         rejected.insert(i);
-        shared
-            .stats
-            .update(&dec.row.event_type, |s| s.unreadable += 1);
     }
     let mut fits = keep.iter();
     decoded.retain(|_| fits.next().copied().unwrap_or(true));
@@ -357,49 +341,41 @@ async fn reject_oversized(
     from.retain(|_| fits.next().copied().unwrap_or(true));
 }
 
+/// Gives up a delivery the database refuses to store (`why`): rejects it
+/// to the queue's dead-letter queue, where the message stays whole, logs
+/// it and counts it as unreadable.
+async fn dead_letter(
+    shared: &Shared,
+    delivery: Option<&Delivery>,
+    row: &NewInboxRow,
+    why: &(dyn std::fmt::Display + Sync),
+) {
+    tracing::error!(event_type = %row.event_type, event_id = %row.event_id,
+        bytes = row.payload.len(), error = %why,
+        "the database refuses to store this delivery; rejecting it to the dead-letter queue");
+    if let Some(d) = delivery {
+        if let Err(e) = d.acker.reject_to_dead_letter().await {
+            tracing::warn!(event_id = %row.event_id, error = %e,
+                "rejecting failed; the broker will redeliver it");
+        }
+    }
+    shared.stats.update(&row.event_type, |s| s.unreadable += 1);
+}
+
 /// How many times a lone row is refused for its data before its delivery
 /// is given up (these errors do not go away by themselves; one retry guards
 /// against the odd misreport).
 const REFUSED_AFTER: u32 = 2;
 
-/// Whether the database refused a statement for the data in it — a value
-/// too long or invalid for its column, a packet above MySQL's
-/// `max_allowed_packet`, a row above a size limit — as opposed to being
-/// unreachable, full, read-only or busy, which holding and retrying waits
-/// out.
-fn refuses_the_data(e: &crate::error::ReceiveError) -> bool {
-    let crate::error::ReceiveError::Database(sqlx::Error::Database(db)) = e else {
-        return false;
-    };
-    #[cfg(feature = "postgres")]
-    if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
-        // Class 22: data exception; class 54: program limit exceeded.
-        return pg.code().starts_with("22") || pg.code().starts_with("54");
-    }
-    #[cfg(feature = "mysql")]
-    if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
-        // Packet too large, data too long, incorrect string value, row size
-        // too large, out of range, incorrect value, packet overflow.
-        return matches!(my.number(), 1153 | 1406 | 1366 | 1118 | 1264 | 1292 | 1301);
-    }
-    #[cfg(feature = "sqlite")]
-    if let Some(lite) = db.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
-        // SQLITE_TOOBIG.
-        return sqlx::error::DatabaseError::code(lite).as_deref() == Some("18");
-    }
-    false
-}
-
 /// Stores `rows` one at a time, retrying each while the database is
 /// unreachable. A row the database refuses for its data
-/// ([`refuses_the_data`]) [`REFUSED_AFTER`] times is given up: its
+/// ([`ReceiveError::refuses_the_data`](crate::error::ReceiveError::refuses_the_data)) [`REFUSED_AFTER`] times is given up: its
 /// delivery is rejected to the
 /// queue's dead-letter queue, where the message stays whole, so that it
 /// does not hold the queue. Returns the rows stored and the indices (in
 /// `batch`) of the deliveries rejected; `None` if stopped.
 async fn store_one_by_one(
     shared: &Shared,
-    rt: &TypeRuntime,
     batch: &[Delivery],
     rows: &[NewInboxRow],
     from: &[usize],
@@ -421,18 +397,10 @@ async fn store_one_by_one(
                     break;
                 }
                 Err(e) => {
-                    if refuses_the_data(&e) {
+                    if e.refuses_the_data() {
                         refusals += 1;
                         if refusals >= REFUSED_AFTER {
-                            tracing::error!(event_type = %row.event_type, event_id = %row.event_id,
-                                bytes = row.payload.len(), error = %e,
-                                "the database refuses to store this delivery; rejecting it to the dead-letter queue");
-                            if let Some(d) = batch.get(i) {
-                                if let Err(e) = d.acker.reject_to_dead_letter().await {
-                                    tracing::warn!(event_type = %rt.event_type, error = %e,
-                                        "rejecting failed; the broker will redeliver it");
-                                }
-                            }
+                            dead_letter(shared, batch.get(i), row, &e).await;
                             rejected.insert(i);
                             break;
                         }
