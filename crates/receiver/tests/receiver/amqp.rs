@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventyard_core::db::Backend;
-use eventyard_receiver::{HandlerOutcome, HandlerRegistry, InboxStatus};
+use eventyard_receiver::{HandlerOutcome, InboxStatus};
 use eventyard_transport::{AmqpOptions, AmqpTransport, Transport};
 
 use crate::support::*;
@@ -41,8 +41,7 @@ async fn consumer_survives_a_connection_cut_and_loses_nothing() {
     row.workers = 8;
     let env = Env::new(Backend::Postgres, Arc::clone(&direct), &exchange, vec![row]).await;
     let recorder = Recorder::with(Duration::from_millis(2), |_| HandlerOutcome::done("ok"));
-    let mut handlers = HandlerRegistry::new();
-    handlers.register("record", recorder.clone());
+    let handlers = recorder.handlers();
     let running = eventyard_receiver::Receiver::new(
         env.db.clone(),
         Arc::clone(&through_proxy),

@@ -23,8 +23,7 @@ async fn poison_then_good(backend: Backend) {
     )
     .await;
     let recorder = Recorder::new();
-    let mut handlers = HandlerRegistry::new();
-    handlers.register("record", recorder.clone());
+    let handlers = recorder.handlers();
     let running = env.start(handlers, env.options()).await;
 
     // Corrupt gzip, with a message id.
@@ -144,8 +143,7 @@ async fn the_same_envelope_twice_is_processed_once() {
     )
     .await;
     let recorder = Recorder::new();
-    let mut handlers = HandlerRegistry::new();
-    handlers.register("record", recorder.clone());
+    let handlers = recorder.handlers();
     let running = env.start(handlers, env.options()).await;
 
     let env_ = Envelope::builder("ACCT.OPENED", "CORE")
@@ -359,8 +357,7 @@ async fn a_micro_batch_of_large_payloads_is_stored_in_several_statements_mysql()
     )
     .await;
     let recorder = Recorder::new();
-    let mut handlers = HandlerRegistry::new();
-    handlers.register("record", recorder.clone());
+    let handlers = recorder.handlers();
     // A long linger, so that the three land in one micro-batch.
     let running = env
         .start(
@@ -413,8 +410,7 @@ async fn oversized_header_values(backend: Backend) {
     )
     .await;
     let recorder = Recorder::new();
-    let mut handlers = HandlerRegistry::new();
-    handlers.register("record", recorder.clone());
+    let handlers = recorder.handlers();
     let running = env.start(handlers, env.options()).await;
 
     let long_type = "T".repeat(300);
@@ -523,8 +519,7 @@ async fn long_result_and_failure_texts_are_stored_shortened_mysql() {
             HandlerOutcome::fail(text)
         }
     });
-    let mut handlers = HandlerRegistry::new();
-    handlers.register("record", recorder.clone());
+    let handlers = recorder.handlers();
     let running = env.start(handlers, env.options()).await;
     let done = env.publish("ACCT.OPENED", "1").await;
     let failed = env.publish("ACCT.OPENED", "2").await;
@@ -561,50 +556,45 @@ async fn long_result_and_failure_texts_are_stored_shortened_mysql() {
     running.shutdown().await;
 }
 
-/// A delivery the database refuses for good (here one larger than MariaDB's
-/// 16 MiB `max_allowed_packet`) goes to the queue's dead-letter queue, whole,
-/// instead of holding the queue; the deliveries around it are stored.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_delivery_the_database_refuses_goes_to_the_dead_letter_queue_mysql() {
-    const HUGE: usize = 20 << 20;
+/// Publishes a good event, `bad` (built for the exchange) and another good
+/// event to a fresh realtime type on `backend`, waits (up to `secs`) until
+/// both good ones are `done`, each handled once, and returns the
+/// environment and the one message that reached the queue's dead-letter
+/// queue.
+async fn dead_lettered_between_good_ones(
+    backend: Backend,
+    bad: impl FnOnce(&str) -> OutgoingMessage,
+    secs: u64,
+) -> (Env, eventyard_transport::Delivery) {
     let exchange = unique("ex");
     let row = receive_row("ACCT.OPENED", &exchange, "realtime", "record");
     let queue = row.queue.clone().unwrap();
-    let transport = Arc::new(InProcessTransport::new());
-    let env = Env::new(Backend::MySql, transport.clone(), &exchange, vec![row]).await;
+    let env = Env::new(
+        backend,
+        Arc::new(InProcessTransport::new()),
+        &exchange,
+        vec![row],
+    )
+    .await;
     let recorder = Recorder::new();
-    let mut handlers = HandlerRegistry::new();
-    handlers.register("record", recorder.clone());
+    // A long linger, so that all three land in one micro-batch.
     let running = env
         .start(
-            handlers,
+            recorder.handlers(),
             env.options().ack_linger(Duration::from_millis(300)),
         )
         .await;
     let before = env.publish("ACCT.OPENED", "1").await;
-    env.transport
-        .publish(OutgoingMessage::new(
-            &exchange,
-            "ACCT.OPENED",
-            "huge-1",
-            "ACCT.OPENED",
-            vec![b'z'; HUGE],
-        ))
-        .await
-        .unwrap();
+    env.transport.publish(bad(&exchange)).await.unwrap();
     let after = env.publish("ACCT.OPENED", "2").await;
-    env.wait_status("ACCT.OPENED", InboxStatus::Done, 2, 60)
+    env.wait_status("ACCT.OPENED", InboxStatus::Done, 2, secs)
         .await;
     let calls = recorder.calls_per_event();
-    assert_eq!(calls.get(&before), Some(&1));
-    assert_eq!(calls.get(&after), Some(&1));
-    assert!(env
-        .inbox()
-        .get(Some(SUBSCRIBER), "huge-1")
-        .await
-        .unwrap()
-        .is_none());
-    let mut dead = transport
+    assert_eq!(calls.get(&before), Some(&1), "{backend:?}");
+    assert_eq!(calls.get(&after), Some(&1), "{backend:?}");
+    running.shutdown().await;
+    let mut dead = env
+        .transport
         .subscribe(
             eventyard_transport::Subscription::new(format!("{queue}.dlq"), "").dead_letter(false),
         )
@@ -614,10 +604,38 @@ async fn a_delivery_the_database_refuses_goes_to_the_dead_letter_queue_mysql() {
         .await
         .expect("a dead-lettered message")
         .expect("the dead-letter queue is open");
+    d.acker.ack().await.unwrap();
+    (env, d)
+}
+
+/// A delivery the database refuses for good (here one larger than MariaDB's
+/// 16 MiB `max_allowed_packet`) goes to the queue's dead-letter queue, whole,
+/// instead of holding the queue; the deliveries around it are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_the_database_refuses_goes_to_the_dead_letter_queue_mysql() {
+    const HUGE: usize = 20 << 20;
+    let (env, d) = dead_lettered_between_good_ones(
+        Backend::MySql,
+        |exchange| {
+            OutgoingMessage::new(
+                exchange,
+                "ACCT.OPENED",
+                "huge-1",
+                "ACCT.OPENED",
+                vec![b'z'; HUGE],
+            )
+        },
+        60,
+    )
+    .await;
     assert_eq!(d.message_id.as_deref(), Some("huge-1"));
     assert_eq!(d.payload.len(), HUGE, "kept whole");
-    d.acker.ack().await.unwrap();
-    running.shutdown().await;
+    assert!(env
+        .inbox()
+        .get(Some(SUBSCRIBER), "huge-1")
+        .await
+        .unwrap()
+        .is_none());
 }
 
 /// A delivery whose row PostgreSQL refuses for its data (a NUL character in
@@ -626,49 +644,20 @@ async fn a_delivery_the_database_refuses_goes_to_the_dead_letter_queue_mysql() {
 /// of the same batch are stored and handled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_refused_for_its_data_is_dead_lettered_and_the_batch_stored_postgres() {
-    let exchange = unique("ex");
-    let row = receive_row("ACCT.OPENED", &exchange, "realtime", "record");
-    let queue = row.queue.clone().unwrap();
-    let transport = Arc::new(InProcessTransport::new());
-    let env = Env::new(Backend::Postgres, transport.clone(), &exchange, vec![row]).await;
-    let recorder = Recorder::new();
-    let mut handlers = HandlerRegistry::new();
-    handlers.register("record", recorder.clone());
-    let running = env
-        .start(
-            handlers,
-            env.options().ack_linger(Duration::from_millis(300)),
-        )
-        .await;
-    let before = env.publish("ACCT.OPENED", "1").await;
-    env.transport
-        .publish(OutgoingMessage::new(
-            &exchange,
-            "ACCT.OPENED",
-            "nul-type-1",
-            "BAD\u{0}TYPE",
-            b"not an envelope".to_vec(),
-        ))
-        .await
-        .unwrap();
-    let after = env.publish("ACCT.OPENED", "2").await;
-    env.wait_status("ACCT.OPENED", InboxStatus::Done, 2, 30)
-        .await;
-    let calls = recorder.calls_per_event();
-    assert_eq!(calls.get(&before), Some(&1));
-    assert_eq!(calls.get(&after), Some(&1));
-    let mut dead = transport
-        .subscribe(
-            eventyard_transport::Subscription::new(format!("{queue}.dlq"), "").dead_letter(false),
-        )
-        .await
-        .unwrap();
-    let d = tokio::time::timeout(Duration::from_secs(5), dead.next())
-        .await
-        .expect("a dead-lettered message")
-        .expect("the dead-letter queue is open");
+    let (_env, d) = dead_lettered_between_good_ones(
+        Backend::Postgres,
+        |exchange| {
+            OutgoingMessage::new(
+                exchange,
+                "ACCT.OPENED",
+                "nul-type-1",
+                "BAD\u{0}TYPE",
+                b"not an envelope".to_vec(),
+            )
+        },
+        30,
+    )
+    .await;
     assert_eq!(d.message_id.as_deref(), Some("nul-type-1"));
     assert_eq!(d.payload, b"not an envelope".to_vec());
-    d.acker.ack().await.unwrap();
-    running.shutdown().await;
 }

@@ -57,8 +57,7 @@ async fn every_mode(backend: Backend) {
     let batches = Arc::new(BatchRecorder {
         batches: Default::default(),
     });
-    let mut handlers = HandlerRegistry::new();
-    handlers.register("record", recorder.clone());
+    let mut handlers = recorder.handlers();
     handlers.register_batch("batch_record", batches.clone());
     let running = env.start(handlers, env.options()).await;
     assert_eq!(

@@ -299,6 +299,13 @@ impl Recorder {
         })
     }
 
+    /// A registry with this recorder as the handler `record`.
+    pub fn handlers(self: &Arc<Self>) -> HandlerRegistry {
+        let mut handlers = HandlerRegistry::new();
+        handlers.register("record", self.clone());
+        handlers
+    }
+
     pub fn seen(&self) -> Vec<Message> {
         self.seen.lock().unwrap().clone()
     }
