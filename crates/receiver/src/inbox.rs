@@ -175,6 +175,7 @@ pub(crate) const ROW_COLUMNS: &str =
     "id, event_id, event_type, subscriber, producer_id, stream, epoch, seq, status, attempts, \
      result, next_attempt_at, payload, received_at, processed_at, claimed_by, claimed_until";
 
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
 const INSERT_COLUMNS: usize = 13;
 
 pub(crate) fn lease_until(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
@@ -204,6 +205,7 @@ impl NewInboxRow {
 }
 
 /// Binds the insert columns of one new row (see [`insert_sql`]).
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
 macro_rules! bind_new {
     ($q:expr, $r:expr, $subscriber:expr) => {{
         let r = $r;
@@ -763,6 +765,7 @@ impl Inbox {
     }
 }
 
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
 fn insert_sql(rows: usize) -> String {
     let mut sql = String::from(
         "INSERT INTO ey_inbox (event_id, event_type, subscriber, producer_id, stream, epoch, seq, \
