@@ -8,6 +8,7 @@
 //! an instance that died are taken over when its lease expires.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -628,7 +629,10 @@ impl Inbox {
 
     #[cfg(feature = "mysql")]
     async fn claim_mysql(&self, c: &Claim<'_>, until: DateTime<Utc>) -> Result<Vec<InboxRow>> {
-        let Db::MySql(pool) = &self.db else {
+        // Irrefutable when only the mysql feature is on.
+        #[allow(irrefutable_let_patterns)]
+        let Db::MySql(pool) = &self.db
+        else {
             return Ok(Vec::new());
         };
         let select = "SELECT id FROM ey_inbox WHERE subscriber = ? AND event_type = ? \
@@ -711,28 +715,6 @@ impl Inbox {
         Ok(())
     }
 
-    /// The statement that, inside a processing transaction, locks the rows
-    /// of the given ids (`$2…`, `n` of them) that `$1` still holds unfinished
-    /// and returns their ids. While the transaction holds the locks no other
-    /// instance can claim them (claims skip locked rows; on SQLite the
-    /// transaction, begun with `BEGIN IMMEDIATE`, holds the write lock), so
-    /// the lease needs no extending, which would write a new version of
-    /// every row.
-    pub(crate) fn lock_held_sql(&self, n: usize) -> String {
-        let lock = if self.db.backend() == Backend::Sqlite {
-            ""
-        } else {
-            " FOR UPDATE"
-        };
-        self.db
-            .sql(&format!(
-                "SELECT id FROM ey_inbox WHERE claimed_by = $1 \
-                 AND status IN ('received', 'retrying') AND id IN ({}){lock}",
-                param_list(2, n)
-            ))
-            .into_owned()
-    }
-
     /// Gives up this instance's claims on rows (they are picked up again at once).
     pub(crate) async fn release(&self, ids: &[i64], owner: &str) -> Result<()> {
         for chunk in ids.chunks(500) {
@@ -787,3 +769,194 @@ fn insert_sql(rows: usize) -> String {
     }
     sql
 }
+
+/// The rows of one processing transaction: locking those still held, and
+/// marking those whose handlers succeeded `done`. Implemented per
+/// connection type, called on the transaction.
+pub(crate) trait ClaimedRows {
+    /// Locks the rows of `ids` that `owner` still holds unfinished and
+    /// returns their ids. While the transaction holds the locks no other
+    /// instance can claim them (claims skip locked rows; on SQLite the
+    /// transaction, begun with `BEGIN IMMEDIATE`, holds the write lock), so
+    /// the lease needs no extending, which would write a new version of
+    /// every row.
+    async fn lock_held(&mut self, owner: &str, ids: &[i64]) -> Result<HashSet<i64>>;
+
+    /// Marks the rows of `results` (`(id, result text)`) that `owner`
+    /// holds `done` at `now`, with one more attempt, and gives up the claim.
+    /// Returns how many rows changed. Result texts are clipped to
+    /// [`MAX_TEXT_BYTES`](eventyard_core::db::MAX_TEXT_BYTES).
+    async fn mark_done(
+        &mut self,
+        owner: &str,
+        results: &[(i64, String)],
+        now: DateTime<Utc>,
+    ) -> Result<u64>;
+}
+
+/// The columns a `done` mark sets besides `result`.
+const DONE_SET: &str = "status = 'done', attempts = attempts + 1, processed_at = $1, \
+     next_attempt_at = NULL, claimed_by = NULL, claimed_until = NULL";
+
+/// The rows per statement where ids are listed (SQLite, MySQL).
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+const LISTED_IDS: usize = 500;
+
+/// Whether every result text is the same (one bound value serves them all).
+fn one_result(results: &[(i64, String)]) -> Option<&str> {
+    let (_, first) = results.first()?;
+    results
+        .iter()
+        .all(|(_, r)| r == first)
+        .then_some(first.as_str())
+}
+
+/// PostgreSQL: the ids travel as one array, so each statement is prepared
+/// once whatever the group's size (a list of ids would be a new statement
+/// to parse and plan for every size).
+#[cfg(feature = "postgres")]
+impl ClaimedRows for sqlx::PgConnection {
+    async fn lock_held(&mut self, owner: &str, ids: &[i64]) -> Result<HashSet<i64>> {
+        let held = sqlx::query_scalar::<_, i64>(
+            "SELECT id FROM ey_inbox WHERE claimed_by = $1 \
+             AND status IN ('received', 'retrying') AND id = ANY($2) FOR UPDATE",
+        )
+        .bind(owner)
+        .bind(ids)
+        .fetch_all(self)
+        .await?;
+        Ok(held.into_iter().collect())
+    }
+
+    async fn mark_done(
+        &mut self,
+        owner: &str,
+        results: &[(i64, String)],
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
+        let mut changed = 0;
+        // Chunks keep the result lookup (linear in the chunk) cheap.
+        for chunk in results.chunks(1_000) {
+            let ids: Vec<i64> = chunk.iter().map(|(id, _)| *id).collect();
+            let done = if let Some(result) = one_result(chunk) {
+                sqlx::query(&format!(
+                    "UPDATE ey_inbox SET {DONE_SET}, result = $2 \
+                     WHERE id = ANY($3) AND claimed_by = $4"
+                ))
+                .bind(now)
+                .bind(clip_text(result))
+                .bind(ids)
+                .bind(owner)
+                .execute(&mut *self)
+                .await?
+            } else {
+                // Each row's result is found by its id's position: no join,
+                // so the plan stays an index lookup by primary key.
+                let texts: Vec<Cow<'_, str>> = chunk.iter().map(|(_, r)| clip_text(r)).collect();
+                sqlx::query(&format!(
+                    "UPDATE ey_inbox SET {DONE_SET}, \
+                     result = ($2::text[])[array_position($3::int8[], id)] \
+                     WHERE id = ANY($3) AND claimed_by = $4"
+                ))
+                .bind(now)
+                .bind(texts)
+                .bind(ids)
+                .bind(owner)
+                .execute(&mut *self)
+                .await?
+            };
+            changed += done.rows_affected();
+        }
+        Ok(changed)
+    }
+}
+
+/// SQLite and MySQL: ids listed, in chunks of [`LISTED_IDS`].
+macro_rules! listed_claimed_rows {
+    ($feature:literal, $conn:ty, $backend:expr, $lock:literal) => {
+        #[cfg(feature = $feature)]
+        impl ClaimedRows for $conn {
+            async fn lock_held(&mut self, owner: &str, ids: &[i64]) -> Result<HashSet<i64>> {
+                let mut held = HashSet::with_capacity(ids.len());
+                for chunk in ids.chunks(LISTED_IDS) {
+                    let sql = eventyard_core::db::placeholders(
+                        $backend,
+                        &format!(
+                            "SELECT id FROM ey_inbox WHERE claimed_by = $1 \
+                             AND status IN ('received', 'retrying') AND id IN ({}){}",
+                            param_list(2, chunk.len()),
+                            $lock
+                        ),
+                    )
+                    .into_owned();
+                    let mut q = sqlx::query_scalar::<_, i64>(&sql).bind(owner);
+                    for id in chunk {
+                        q = q.bind(id);
+                    }
+                    held.extend(q.fetch_all(&mut *self).await?);
+                }
+                Ok(held)
+            }
+
+            async fn mark_done(
+                &mut self,
+                owner: &str,
+                results: &[(i64, String)],
+                now: DateTime<Utc>,
+            ) -> Result<u64> {
+                let mut changed = 0;
+                for chunk in results.chunks(LISTED_IDS) {
+                    let uniform = one_result(chunk);
+                    // Placeholders numbered in order of use (MySQL's `?` are positional).
+                    let (result, first_id) = match uniform {
+                        Some(_) => ("$2".to_owned(), 3),
+                        None => {
+                            let mut cases = String::from("CASE id");
+                            for i in 0..chunk.len() {
+                                cases.push_str(&format!(
+                                    " WHEN ${} THEN ${}",
+                                    2 + 2 * i,
+                                    3 + 2 * i
+                                ));
+                            }
+                            cases.push_str(" END");
+                            (cases, 2 + 2 * chunk.len())
+                        }
+                    };
+                    let sql = eventyard_core::db::placeholders(
+                        $backend,
+                        &format!(
+                            "UPDATE ey_inbox SET {DONE_SET}, result = {result} \
+                             WHERE id IN ({}) AND claimed_by = ${}",
+                            param_list(first_id, chunk.len()),
+                            first_id + chunk.len()
+                        ),
+                    )
+                    .into_owned();
+                    let mut q = sqlx::query(&sql).bind(now);
+                    match uniform {
+                        Some(text) => q = q.bind(clip_text(text)),
+                        None => {
+                            for (id, text) in chunk {
+                                q = q.bind(*id).bind(clip_text(text));
+                            }
+                        }
+                    }
+                    for (id, _) in chunk {
+                        q = q.bind(*id);
+                    }
+                    changed += q.bind(owner).execute(&mut *self).await?.rows_affected();
+                }
+                Ok(changed)
+            }
+        }
+    };
+}
+
+listed_claimed_rows!("sqlite", sqlx::SqliteConnection, Backend::Sqlite, "");
+listed_claimed_rows!(
+    "mysql",
+    sqlx::MySqlConnection,
+    Backend::MySql,
+    " FOR UPDATE"
+);

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use eventyard_core::config::{ProcessMode, Schedule};
-use eventyard_core::db::{clip_text, Backend};
+use eventyard_core::db::Backend;
 use eventyard_core::with_pool;
 use futures_util::FutureExt;
 use tokio::sync::watch;
@@ -17,7 +17,7 @@ use super::pool::{panic_text, record_failure, Attempt, Job, JobSource};
 use super::{Shared, TypeRuntime, TypeSettings};
 use crate::error::Result;
 use crate::handler::{BatchHandler, HandlerContext, HandlerKind, HandlerOutcome, Message};
-use crate::inbox::InboxRow;
+use crate::inbox::{ClaimedRows, InboxRow};
 
 /// When the schedule fires next, tracking `@every` cadence from the last firing.
 #[derive(Debug)]
@@ -213,10 +213,8 @@ async fn process_batch(
             pool.begin().await?
         };
         // Lock the rows that are still ours; drop the others from the batch.
-        let held = shared.inbox.lock_held_sql(msgs.len());
-        let mut q = sqlx::query_scalar::<_, i64>(&held).bind(owner);
-        for m in &msgs { q = q.bind(m.inbox_id); }
-        let ours: std::collections::HashSet<i64> = q.fetch_all(&mut *tx).await?.into_iter().collect();
+        let ids: Vec<i64> = msgs.iter().map(|m| m.inbox_id).collect();
+        let ours = tx.lock_held(owner, &ids).await?;
         msgs.retain(|m| ours.contains(&m.inbox_id));
         if msgs.is_empty() {
             tx.rollback().await?;
@@ -242,26 +240,18 @@ async fn process_batch(
             Ok(outcomes) => {
                 let mut outcomes = outcomes.into_iter();
                 let mut failures = Vec::new();
-                let mut done = 0u64;
-                let now = Utc::now();
-                let mark = shared.db.sql(
-                    "UPDATE ey_inbox SET status = 'done', attempts = attempts + 1, result = $1, \
-                     processed_at = $2, next_attempt_at = NULL, claimed_by = NULL, \
-                     claimed_until = NULL WHERE id = $3 AND claimed_by = $4",
-                ).into_owned();
+                let mut results = Vec::with_capacity(msgs.len());
                 for m in &msgs {
                     let outcome = outcomes.next().unwrap_or_else(|| {
                         HandlerOutcome::retry("the batch handler returned no outcome for this event")
                     });
                     match outcome {
-                        HandlerOutcome::Done { result } => {
-                            sqlx::query(&mark).bind(clip_text(&result)).bind(now).bind(m.inbox_id).bind(owner)
-                                .execute(&mut *tx).await?;
-                            done += 1;
-                        }
+                        HandlerOutcome::Done { result } => results.push((m.inbox_id, result)),
                         other => failures.push((m.inbox_id, m.attempt, Attempt::Returned(other))),
                     }
                 }
+                // The rows stay locked by this transaction: all are still ours.
+                let done = tx.mark_done(owner, &results, Utc::now()).await?;
                 tx.commit().await?;
                 shared.stats.update(&rt.event_type, |s| s.processed += done);
                 failures

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use eventyard_core::config::ProcessMode;
-use eventyard_core::db::{clip_text, param_list, Backend};
+use eventyard_core::db::Backend;
 use eventyard_core::with_pool;
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, watch};
@@ -19,7 +19,7 @@ use super::decode::to_message;
 use super::{backoff, Shared, TypeRuntime, TypeSettings};
 use crate::error::Result;
 use crate::handler::{HandlerContext, HandlerKind, HandlerOutcome, Message};
-use crate::inbox::InboxRow;
+use crate::inbox::{ClaimedRows, InboxRow};
 
 /// One event for the pool.
 #[derive(Debug)]
@@ -462,18 +462,13 @@ async fn run_group(
     let owner = shared.opts.instance_id.as_str();
     let backend = shared.db.backend();
     let ids: Vec<i64> = ready.iter().map(|r| r.job.id).collect();
-    let check_sql = shared.inbox.lock_held_sql(ids.len());
     with_pool!(&shared.db, pool => {
         let mut tx = if backend == Backend::Sqlite {
             pool.begin_with("BEGIN IMMEDIATE").await?
         } else {
             pool.begin().await?
         };
-        let held: HashSet<i64> = {
-            let mut q = sqlx::query_scalar::<_, i64>(&check_sql).bind(owner);
-            for id in &ids { q = q.bind(id); }
-            q.fetch_all(&mut *tx).await?.into_iter().collect()
-        };
+        let held: HashSet<i64> = tx.lock_held(owner, &ids).await?;
         if held.is_empty() {
             tx.rollback().await?;
             return Ok(ready.iter().map(|_| Slot::Lost).collect());
@@ -595,26 +590,8 @@ async fn run_group(
             release_or_demote!("RELEASE SAVEPOINT ey_handler");
         }
         if !results.is_empty() {
-            // Placeholders numbered in order of use (MySQL's `?` are positional).
-            let mut cases = String::new();
-            for i in 0..results.len() {
-                cases.push_str(&format!(" WHEN ${} THEN ${}", 1 + 2 * i, 2 + 2 * i));
-            }
-            let next = 1 + 2 * results.len();
-            let done = shared.db.sql(&format!(
-                "UPDATE ey_inbox SET status = 'done', attempts = attempts + 1, \
-                 result = CASE id{cases} END, processed_at = ${}, next_attempt_at = NULL, \
-                 claimed_by = NULL, claimed_until = NULL WHERE claimed_by = ${} AND id IN ({})",
-                next,
-                next + 1,
-                param_list(next + 2, results.len())
-            )).into_owned();
-            let mut q = sqlx::query(&done);
-            for (id, result) in &results { q = q.bind(id).bind(clip_text(result)); }
-            q = q.bind(Utc::now()).bind(owner);
-            for (id, _) in &results { q = q.bind(id); }
-            let n = match q.execute(&mut *tx).await {
-                Ok(done) => done.rows_affected(),
+            let n = match tx.mark_done(owner, &results, Utc::now()).await {
+                Ok(n) => n,
                 Err(e) if !unguarded_done.is_empty() => {
                     // An unguarded handler answered `Done` but left the
                     // transaction failed: its row fails, the others run again.
@@ -633,7 +610,7 @@ async fn run_group(
                     }
                     return Ok(slots);
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             };
             if n != results.len() as u64 {
                 // Cannot happen while the claim check's locks hold; undo all.
