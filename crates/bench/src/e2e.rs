@@ -322,10 +322,12 @@ async fn steady(
         handle.shutdown().await;
         return Err(e);
     }
-    let waited = ey.wait_rows(subscriber, E2E, InboxStatus::Done, n).await;
-    let elapsed = started.elapsed();
+    let waited = ey
+        .wait_finished(&handle, subscriber, E2E, InboxStatus::Done, n)
+        .await;
     handle.shutdown().await;
-    let done = waited?;
+    let (finished_at, done) = waited?;
+    let elapsed = finished_at.duration_since(started);
     let rows = ey.all_rows(subscriber, E2E).await?;
     let left = broker.message_count(&queue).await?;
     let handled = calls.load(Ordering::Relaxed);
