@@ -346,41 +346,67 @@ impl BatchScheduler {
 
     /// [`drain`](Self::drain) for an unsequenced type: several chunks
     /// publishing at once, the oldest finished first.
+    ///
+    /// Once `batch_chunks_in_flight` chunks are publishing, the next chunk
+    /// is claimed while the oldest one's confirms come in, and it starts
+    /// publishing as soon as they have; only then is the oldest one marked
+    /// `sent`. So neither the claim nor the marking stands between two
+    /// chunks, and the broker is never left without work while the
+    /// database answers. When the oldest chunk had failures the drain stops
+    /// (the chunk claimed ahead is given back, the chunks still publishing
+    /// are finished and recorded).
     async fn drain_overlapping(
         &self,
         cfg: &SendConfig,
         created_before: Option<DateTime<Utc>>,
-        mut rows: Vec<OutboxRow>,
+        rows: Vec<OutboxRow>,
     ) -> Result<BatchReport> {
         let depth = self.publisher.inner.options.batch_chunks_in_flight.max(1);
         let mut total = BatchReport::default();
         let mut publishing: VecDeque<Publishing> = VecDeque::new();
+        // Nothing more to claim.
+        let mut exhausted = rows.is_empty();
+        if !exhausted {
+            publishing.push_back(self.start_publishing(cfg, rows));
+        }
         loop {
-            let nothing_left = rows.is_empty();
-            if !nothing_left {
-                publishing.push_back(self.start_publishing(cfg, std::mem::take(&mut rows)));
-            }
-            // Finish the oldest chunks until there is room for the next one
-            // (all of them once there is nothing more to claim).
-            while publishing.len() >= depth || (nothing_left && !publishing.is_empty()) {
-                let Some(oldest) = publishing.pop_front() else {
-                    break;
-                };
-                if let Err(end) = self.finish_chunk(cfg, oldest, &mut total).await {
-                    // Stop here; what is already publishing is finished and recorded.
-                    self.finish_all(cfg, publishing, &mut total).await;
-                    return end.map(|()| total);
+            while !exhausted && publishing.len() < depth {
+                match self.claim_chunk(cfg, created_before).await {
+                    Ok(next) if next.is_empty() => exhausted = true,
+                    Ok(next) => publishing.push_back(self.start_publishing(cfg, next)),
+                    Err(e) => {
+                        self.finish_all(cfg, publishing, &mut total).await;
+                        return Err(e);
+                    }
                 }
             }
-            if nothing_left {
+            let Some(oldest) = publishing.pop_front() else {
                 return Ok(total);
-            }
-            match self.claim_chunk(cfg, created_before).await {
-                Ok(next) => rows = next,
-                Err(e) => {
+            };
+            let (confirmed, claimed) = if exhausted {
+                (oldest.results().await, None)
+            } else {
+                let (confirmed, claimed) =
+                    tokio::join!(oldest.results(), self.claim_chunk(cfg, created_before));
+                (confirmed, Some(claimed))
+            };
+            let clean = confirmed.1.iter().all(Result::is_ok);
+            match claimed {
+                None => {}
+                Some(Ok(next)) if next.is_empty() => exhausted = true,
+                Some(Ok(next)) if clean => publishing.push_back(self.start_publishing(cfg, next)),
+                // The drain stops after this chunk: give the next one back.
+                Some(Ok(next)) => self.release_claimed(next).await,
+                Some(Err(e)) => {
+                    let _ = self.record_chunk(cfg, confirmed, &mut total).await;
                     self.finish_all(cfg, publishing, &mut total).await;
                     return Err(e);
                 }
+            }
+            if let Err(end) = self.record_chunk(cfg, confirmed, &mut total).await {
+                // Stop here; what is already publishing is finished and recorded.
+                self.finish_all(cfg, publishing, &mut total).await;
+                return end.map(|()| total);
             }
         }
     }
@@ -464,7 +490,18 @@ impl BatchScheduler {
         chunk: Publishing,
         total: &mut BatchReport,
     ) -> std::result::Result<(), Result<()>> {
-        let (rows, results) = chunk.results().await;
+        let confirmed = chunk.results().await;
+        self.record_chunk(cfg, confirmed, total).await
+    }
+
+    /// Marks a confirmed chunk's sent rows and records its failures; the
+    /// result as for [`finish_chunk`](Self::finish_chunk).
+    async fn record_chunk(
+        &self,
+        cfg: &SendConfig,
+        (rows, results): (Vec<OutboxRow>, RowResults),
+        total: &mut BatchReport,
+    ) -> std::result::Result<(), Result<()>> {
         let mut sent = Vec::with_capacity(rows.len());
         let mut failed = Vec::new();
         for (row, result) in rows.iter().zip(results) {
