@@ -224,10 +224,22 @@ impl Db {
 /// `TEXT` holds 65,535 bytes; the others are kept to the same bound).
 pub const MAX_TEXT_BYTES: usize = 60_000;
 
-/// `s`, or its first [`MAX_TEXT_BYTES`] (cut at a character boundary) with
-/// a note of the original length: a handler's long result or error text is
-/// stored shortened instead of making the update that records it fail.
+/// `s` made storable in a `TEXT` column of every backend: its first
+/// [`MAX_TEXT_BYTES`] (cut at a character boundary) with a note of the
+/// original length when it is longer, and U+FFFD in place of each NUL
+/// character (which PostgreSQL's `text` cannot hold). A handler's long or
+/// odd result or error text is stored so instead of making the update that
+/// records it fail, which would run the event again and again.
 pub fn clip_text(s: &str) -> Cow<'_, str> {
+    if s.contains('\0') {
+        let replaced = s.replace('\0', "\u{FFFD}");
+        return Cow::Owned(clip_len(&replaced).into_owned());
+    }
+    clip_len(s)
+}
+
+/// `s`, or its first [`MAX_TEXT_BYTES`] with a note of the original length.
+fn clip_len(s: &str) -> Cow<'_, str> {
     if s.len() <= MAX_TEXT_BYTES {
         return Cow::Borrowed(s);
     }
@@ -374,6 +386,17 @@ mod tests {
         assert!(clipped.len() <= MAX_TEXT_BYTES);
         assert!(clipped.starts_with("éé"));
         assert!(clipped.ends_with(&format!("[cut from {} bytes]", long.len())));
+    }
+
+    #[test]
+    fn clip_text_replaces_nul_characters_within_the_bound() {
+        assert_eq!(clip_text("a\0b"), "a\u{FFFD}b");
+        // Each NUL grows to three bytes: the bound holds after the swap.
+        let nuls = "\0".repeat(MAX_TEXT_BYTES);
+        let clipped = clip_text(&nuls);
+        assert!(clipped.len() <= MAX_TEXT_BYTES, "{} bytes", clipped.len());
+        assert!(!clipped.contains('\0'));
+        assert!(clipped.starts_with('\u{FFFD}'));
     }
 
     #[test]

@@ -556,6 +556,54 @@ async fn long_result_and_failure_texts_are_stored_shortened_mysql() {
     running.shutdown().await;
 }
 
+/// A handler's result or failure text with a NUL character, which a
+/// PostgreSQL `text` column cannot hold, is stored with U+FFFD in its
+/// place; the update recording it does not fail (which would make the
+/// event run again and again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn result_and_failure_texts_with_nul_are_stored_postgres() {
+    let exchange = unique("ex");
+    let mut row = receive_row("ACCT.OPENED", &exchange, "realtime", "record");
+    row.max_attempts = 1;
+    let env = Env::new(
+        Backend::Postgres,
+        Arc::new(InProcessTransport::new()),
+        &exchange,
+        vec![row],
+    )
+    .await;
+    let recorder = Recorder::with(Duration::ZERO, |m| {
+        if m.fields.get_str("account") == Some("1") {
+            HandlerOutcome::done("done\0here")
+        } else {
+            HandlerOutcome::fail("failed\0here")
+        }
+    });
+    let handlers = recorder.handlers();
+    let running = env.start(handlers, env.options()).await;
+    let done = env.publish("ACCT.OPENED", "1").await;
+    let failed = env.publish("ACCT.OPENED", "2").await;
+    env.wait_status("ACCT.OPENED", InboxStatus::Done, 1, 10)
+        .await;
+    env.wait_status("ACCT.OPENED", InboxStatus::Dead, 1, 10)
+        .await;
+    let text = |r: eventyard_receiver::InboxRow| r.result.unwrap_or_default();
+    let inbox = env.inbox();
+    let done_row = inbox.get(Some(SUBSCRIBER), &done).await.unwrap().unwrap();
+    assert_eq!(text(done_row), "done\u{FFFD}here");
+    let failed_row = inbox.get(Some(SUBSCRIBER), &failed).await.unwrap().unwrap();
+    assert!(
+        text(failed_row).contains("failed\u{FFFD}here"),
+        "the failure text is stored"
+    );
+    assert_eq!(
+        recorder.calls_per_event().get(&done),
+        Some(&1),
+        "handled once"
+    );
+    running.shutdown().await;
+}
+
 /// Publishes a good event, `bad` (built for the exchange) and another good
 /// event to a fresh realtime type on `backend`, waits (up to `secs`) until
 /// both good ones are `done`, each handled once, and returns the
