@@ -206,9 +206,13 @@ async fn store_and_ack(
         }
     }
     // Deliveries the database refuses for good, rejected to the dead-letter queue.
-    let mut rejected: HashSet<usize> = HashSet::new();
-    reject_oversized(shared, &batch, &mut decoded, &mut from, &mut rejected).await;
-    let rows: Vec<NewInboxRow> = decoded.iter().map(|d| d.row.clone()).collect();
+    let mut rejected = reject_oversized(shared, &batch, &decoded, &from).await;
+    let (rows, rows_from): (Vec<NewInboxRow>, Vec<usize>) = decoded
+        .iter()
+        .zip(&from)
+        .filter(|(_, i)| !rejected.contains(i))
+        .map(|(d, &i)| (d.row.clone(), i))
+        .unzip();
     let mut delay = Duration::from_millis(50);
     let inserted = loop {
         match shared.inbox.insert(&shared.opts.subscriber, &rows).await {
@@ -217,9 +221,9 @@ async fn store_and_ack(
                 if e.refuses_the_data() {
                     // The database is up and refuses this batch: store its
                     // deliveries one by one to find the ones it refuses.
-                    match store_one_by_one(shared, &batch, &rows, &from, stop).await {
+                    match store_one_by_one(shared, &batch, &rows, &rows_from, stop).await {
                         Some((ids, refused)) => {
-                            rejected = refused;
+                            rejected.extend(refused);
                             break ids;
                         }
                         None => return false,
@@ -307,13 +311,15 @@ async fn store_and_ack(
 /// the database (MySQL's `max_allowed_packet`, read live), before trying to
 /// store them: a packet above it can fail as a dropped connection rather
 /// than an error naming the cause, which no retry would ever get past.
+/// Returns the indices (in `batch`) of the deliveries rejected; `from`
+/// gives each decoded row's delivery.
 async fn reject_oversized(
     shared: &Shared,
     batch: &[Delivery],
-    decoded: &mut Vec<Decoded>,
-    from: &mut Vec<usize>,
-    rejected: &mut HashSet<usize>,
-) {
+    decoded: &[Decoded],
+    from: &[usize],
+) -> HashSet<usize> {
+    let mut rejected = HashSet::new();
     let biggest = decoded
         .iter()
         .map(|d| d.row.payload.len())
@@ -322,23 +328,16 @@ async fn reject_oversized(
     let limit = match shared.inbox.storable(biggest).await {
         Ok(Some(limit)) => limit,
         // Fits, or the database cannot say now (the store will find out).
-        Ok(None) | Err(_) => return,
+        Ok(None) | Err(_) => return rejected,
     };
-    let mut keep = Vec::with_capacity(decoded.len());
-    for (dec, &i) in decoded.iter().zip(from.iter()) {
-        let fits = dec.row.payload.len() <= limit;
-        keep.push(fits);
-        if fits {
-            continue;
+    for (dec, &i) in decoded.iter().zip(from) {
+        if dec.row.payload.len() > limit {
+            let why = format!("larger than one row may be ({limit} bytes)");
+            dead_letter(shared, batch.get(i), &dec.row, &why).await;
+            rejected.insert(i);
         }
-        let why = format!("larger than one row may be ({limit} bytes)");
-        dead_letter(shared, batch.get(i), &dec.row, &why).await;
-        rejected.insert(i);
     }
-    let mut fits = keep.iter();
-    decoded.retain(|_| fits.next().copied().unwrap_or(true));
-    let mut fits = keep.iter();
-    from.retain(|_| fits.next().copied().unwrap_or(true));
+    rejected
 }
 
 /// Gives up a delivery the database refuses to store (`why`): rejects it
