@@ -230,6 +230,26 @@ macro_rules! bind_new {
 /// Rows per insert statement (13 parameters each) where rows are listed.
 const INSERT_CHUNK: usize = 400;
 
+/// Most rows one insert statement takes on `backend` (PostgreSQL binds
+/// each column as one array; the others list 13 parameters per row).
+fn rows_per_insert(backend: Backend) -> usize {
+    match backend {
+        Backend::Postgres => usize::MAX,
+        _ => INSERT_CHUNK,
+    }
+}
+
+/// `rows` split into the insert statements `backend` takes them in: by
+/// [`rows_per_insert`] and by [`MAX_STATEMENT_BYTES`] of payload.
+fn insert_statements(backend: Backend, rows: &[NewInboxRow]) -> Vec<&[NewInboxRow]> {
+    chunks_within(
+        rows,
+        rows_per_insert(backend),
+        MAX_STATEMENT_BYTES,
+        payload_len,
+    )
+}
+
 /// Inserting new inbox rows on one connection (in the caller's transaction,
 /// if any), skipping event ids already stored. Returns `(id, event_id)` of
 /// the rows inserted.
@@ -252,7 +272,7 @@ impl InsertNew for sqlx::PgConnection {
         rows: &[NewInboxRow],
     ) -> Result<Vec<(i64, String)>> {
         let mut inserted = Vec::with_capacity(rows.len());
-        for chunk in chunks_within(rows, usize::MAX, MAX_STATEMENT_BYTES, payload_len) {
+        for chunk in insert_statements(Backend::Postgres, rows) {
             inserted.extend(insert_unnested(self, subscriber, chunk).await?);
         }
         Ok(inserted)
@@ -331,7 +351,7 @@ impl InsertNew for sqlx::SqliteConnection {
         rows: &[NewInboxRow],
     ) -> Result<Vec<(i64, String)>> {
         let mut inserted = Vec::with_capacity(rows.len());
-        for chunk in chunks_within(rows, INSERT_CHUNK, MAX_STATEMENT_BYTES, payload_len) {
+        for chunk in insert_statements(Backend::Sqlite, rows) {
             let sql = format!(
                 "{} ON CONFLICT (subscriber, event_id) DO NOTHING RETURNING id, event_id",
                 insert_sql(chunk.len())
@@ -580,9 +600,9 @@ impl Inbox {
         // One transaction where the insert takes more than one statement
         // (always on MySQL: three), so that a retry after a failure finds all
         // of the rows or none; a lone statement commits by itself.
-        let one_statement = self.db.backend() != Backend::MySql
-            && rows.len() <= INSERT_CHUNK
-            && rows.iter().map(payload_len).sum::<usize>() <= MAX_STATEMENT_BYTES;
+        let backend = self.db.backend();
+        let one_statement =
+            backend != Backend::MySql && insert_statements(backend, rows).len() <= 1;
         with_pool!(&self.db, pool => {
             if one_statement {
                 let mut conn = pool.acquire().await?;
@@ -794,6 +814,11 @@ pub(crate) trait ClaimedRows {
     ) -> Result<u64>;
 }
 
+/// The rows of a processing transaction still held by `$1`, without the
+/// id condition.
+const HELD: &str = "SELECT id FROM ey_inbox WHERE claimed_by = $1 \
+     AND status IN ('received', 'retrying')";
+
 /// The columns a `done` mark sets besides `result`.
 const DONE_SET: &str = "status = 'done', attempts = attempts + 1, processed_at = $1, \
      next_attempt_at = NULL, claimed_by = NULL, claimed_until = NULL";
@@ -817,14 +842,11 @@ fn one_result(results: &[(i64, String)]) -> Option<&str> {
 #[cfg(feature = "postgres")]
 impl ClaimedRows for sqlx::PgConnection {
     async fn lock_held(&mut self, owner: &str, ids: &[i64]) -> Result<HashSet<i64>> {
-        let held = sqlx::query_scalar::<_, i64>(
-            "SELECT id FROM ey_inbox WHERE claimed_by = $1 \
-             AND status IN ('received', 'retrying') AND id = ANY($2) FOR UPDATE",
-        )
-        .bind(owner)
-        .bind(ids)
-        .fetch_all(self)
-        .await?;
+        let held = sqlx::query_scalar::<_, i64>(&format!("{HELD} AND id = ANY($2) FOR UPDATE"))
+            .bind(owner)
+            .bind(ids)
+            .fetch_all(self)
+            .await?;
         Ok(held.into_iter().collect())
     }
 
@@ -838,33 +860,23 @@ impl ClaimedRows for sqlx::PgConnection {
         // Chunks keep the result lookup (linear in the chunk) cheap.
         for chunk in results.chunks(1_000) {
             let ids: Vec<i64> = chunk.iter().map(|(id, _)| *id).collect();
-            let done = if let Some(result) = one_result(chunk) {
-                sqlx::query(&format!(
-                    "UPDATE ey_inbox SET {DONE_SET}, result = $2 \
-                     WHERE id = ANY($3) AND claimed_by = $4"
-                ))
-                .bind(now)
-                .bind(clip_text(result))
-                .bind(ids)
-                .bind(owner)
-                .execute(&mut *self)
-                .await?
-            } else {
-                // Each row's result is found by its id's position: no join,
-                // so the plan stays an index lookup by primary key.
-                let texts: Vec<Cow<'_, str>> = chunk.iter().map(|(_, r)| clip_text(r)).collect();
-                sqlx::query(&format!(
-                    "UPDATE ey_inbox SET {DONE_SET}, \
-                     result = ($2::text[])[array_position($3::int8[], id)] \
-                     WHERE id = ANY($3) AND claimed_by = $4"
-                ))
-                .bind(now)
-                .bind(texts)
-                .bind(ids)
-                .bind(owner)
-                .execute(&mut *self)
-                .await?
+            let uniform = one_result(chunk);
+            // Otherwise each row's result is found by its id's position: no
+            // join, so the plan stays an index lookup by primary key.
+            let result = match uniform {
+                Some(_) => "$2",
+                None => "($2::text[])[array_position($3::int8[], id)]",
             };
+            let sql = format!(
+                "UPDATE ey_inbox SET {DONE_SET}, result = {result} \
+                 WHERE id = ANY($3) AND claimed_by = $4"
+            );
+            let q = sqlx::query(&sql).bind(now);
+            let q = match uniform {
+                Some(text) => q.bind(clip_text(text)),
+                None => q.bind(chunk.iter().map(|(_, r)| clip_text(r)).collect::<Vec<_>>()),
+            };
+            let done = q.bind(ids).bind(owner).execute(&mut *self).await?;
             changed += done.rows_affected();
         }
         Ok(changed)
@@ -881,12 +893,7 @@ macro_rules! listed_claimed_rows {
                 for chunk in ids.chunks(LISTED_IDS) {
                     let sql = eventyard_core::db::placeholders(
                         $backend,
-                        &format!(
-                            "SELECT id FROM ey_inbox WHERE claimed_by = $1 \
-                             AND status IN ('received', 'retrying') AND id IN ({}){}",
-                            param_list(2, chunk.len()),
-                            $lock
-                        ),
+                        &format!("{HELD} AND id IN ({}){}", param_list(2, chunk.len()), $lock),
                     )
                     .into_owned();
                     let mut q = sqlx::query_scalar::<_, i64>(&sql).bind(owner);
