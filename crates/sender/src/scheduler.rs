@@ -318,13 +318,14 @@ impl BatchScheduler {
 
     /// Sends the type's pending rows (created before `created_before`, if
     /// given) in chunks of its `batch_size`, as a pipeline. Each chunk is
-    /// published on its own task; meanwhile the oldest chunk's results are
-    /// collected and its rows marked `sent`, and then the next chunk is
-    /// claimed (the database steps one after the other, so they never wait
-    /// on each other's row locks). For an unsequenced type up to
+    /// published on its own task while the database steps of the others
+    /// (claiming the next chunk, marking a confirmed one's rows `sent`) run
+    /// one after the other, so they never wait on each other's row locks.
+    /// For an unsequenced type up to
     /// [`PublisherOptions::batch_chunks_in_flight`](crate::PublisherOptions::batch_chunks_in_flight)
     /// chunks publish at once, so the publishing channels never run dry
-    /// between chunks. For a sequenced type a chunk starts only when the one
+    /// between chunks (see [`drain_overlapping`](Self::drain_overlapping)).
+    /// For a sequenced type a chunk starts only when the one
     /// before it is confirmed, so rows of one stream go out in sequence order
     /// across chunks (within a chunk, each stream stays on one channel). A
     /// chunk with failures ends the drain: the chunks already publishing are
@@ -361,7 +362,7 @@ impl BatchScheduler {
         created_before: Option<DateTime<Utc>>,
         rows: Vec<OutboxRow>,
     ) -> Result<BatchReport> {
-        let depth = self.publisher.inner.options.batch_chunks_in_flight.max(1);
+        let depth = self.publisher.inner.options.batch_chunks_in_flight;
         let mut total = BatchReport::default();
         let mut publishing: VecDeque<Publishing> = VecDeque::new();
         // Nothing more to claim.
