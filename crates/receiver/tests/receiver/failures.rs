@@ -495,28 +495,31 @@ async fn oversized_header_values_mysql() {
     oversized_header_values(Backend::MySql).await;
 }
 
-/// A handler's result or failure text longer than a MySQL `TEXT` column is
-/// stored shortened, with a note; the update recording it does not fail
-/// (which would make the event run again and again).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn long_result_and_failure_texts_are_stored_shortened_mysql() {
-    const LONG: usize = 100_000;
+/// Runs a `realtime` type with one attempt on `backend` whose handler
+/// answers `done(done_text)` for account 1 and `fail(fail_text)` for
+/// account 2; waits until the first row is `done` and the second `dead`,
+/// checks that the first was handled once, and returns the `result` stored
+/// in each.
+async fn stored_result_texts(
+    backend: Backend,
+    done_text: String,
+    fail_text: String,
+) -> (String, String) {
     let exchange = unique("ex");
     let mut row = receive_row("ACCT.OPENED", &exchange, "realtime", "record");
     row.max_attempts = 1;
     let env = Env::new(
-        Backend::MySql,
+        backend,
         Arc::new(InProcessTransport::new()),
         &exchange,
         vec![row],
     )
     .await;
-    let recorder = Recorder::with(Duration::ZERO, |m| {
-        let text = "r".repeat(LONG);
+    let recorder = Recorder::with(Duration::ZERO, move |m| {
         if m.fields.get_str("account") == Some("1") {
-            HandlerOutcome::done(text)
+            HandlerOutcome::done(done_text.clone())
         } else {
-            HandlerOutcome::fail(text)
+            HandlerOutcome::fail(fail_text.clone())
         }
     });
     let handlers = recorder.handlers();
@@ -527,6 +530,7 @@ async fn long_result_and_failure_texts_are_stored_shortened_mysql() {
         .await;
     env.wait_status("ACCT.OPENED", InboxStatus::Dead, 1, 10)
         .await;
+    let mut texts = Vec::new();
     for id in [&done, &failed] {
         let r = env
             .inbox()
@@ -534,13 +538,28 @@ async fn long_result_and_failure_texts_are_stored_shortened_mysql() {
             .await
             .unwrap()
             .unwrap();
-        let text = r.result.unwrap_or_default();
-        assert!(
-            text.len() <= 60_000,
-            "{}: {} bytes stored",
-            r.status,
-            text.len()
-        );
+        texts.push(r.result.unwrap_or_default());
+    }
+    assert_eq!(
+        recorder.calls_per_event().get(&done),
+        Some(&1),
+        "{backend:?}: handled once"
+    );
+    running.shutdown().await;
+    let failed_text = texts.pop().unwrap_or_default();
+    (texts.pop().unwrap_or_default(), failed_text)
+}
+
+/// A handler's result or failure text longer than a MySQL `TEXT` column is
+/// stored shortened, with a note; the update recording it does not fail
+/// (which would make the event run again and again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_result_and_failure_texts_are_stored_shortened_mysql() {
+    const LONG: usize = 100_000;
+    let text = "r".repeat(LONG);
+    let (done, failed) = stored_result_texts(Backend::MySql, text.clone(), text).await;
+    for text in [done, failed] {
+        assert!(text.len() <= 60_000, "{} bytes stored", text.len());
         assert!(text.starts_with("rrrr"));
         assert!(
             text.ends_with(&format!("[cut from {LONG} bytes]")),
@@ -548,12 +567,6 @@ async fn long_result_and_failure_texts_are_stored_shortened_mysql() {
             &text[text.len() - 40..]
         );
     }
-    assert_eq!(
-        recorder.calls_per_event().get(&done),
-        Some(&1),
-        "handled once"
-    );
-    running.shutdown().await;
 }
 
 /// A handler's result or failure text with a NUL character, which a
@@ -562,46 +575,17 @@ async fn long_result_and_failure_texts_are_stored_shortened_mysql() {
 /// event run again and again).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn result_and_failure_texts_with_nul_are_stored_postgres() {
-    let exchange = unique("ex");
-    let mut row = receive_row("ACCT.OPENED", &exchange, "realtime", "record");
-    row.max_attempts = 1;
-    let env = Env::new(
+    let (done, failed) = stored_result_texts(
         Backend::Postgres,
-        Arc::new(InProcessTransport::new()),
-        &exchange,
-        vec![row],
+        "done\0here".into(),
+        "failed\0here".into(),
     )
     .await;
-    let recorder = Recorder::with(Duration::ZERO, |m| {
-        if m.fields.get_str("account") == Some("1") {
-            HandlerOutcome::done("done\0here")
-        } else {
-            HandlerOutcome::fail("failed\0here")
-        }
-    });
-    let handlers = recorder.handlers();
-    let running = env.start(handlers, env.options()).await;
-    let done = env.publish("ACCT.OPENED", "1").await;
-    let failed = env.publish("ACCT.OPENED", "2").await;
-    env.wait_status("ACCT.OPENED", InboxStatus::Done, 1, 10)
-        .await;
-    env.wait_status("ACCT.OPENED", InboxStatus::Dead, 1, 10)
-        .await;
-    let text = |r: eventyard_receiver::InboxRow| r.result.unwrap_or_default();
-    let inbox = env.inbox();
-    let done_row = inbox.get(Some(SUBSCRIBER), &done).await.unwrap().unwrap();
-    assert_eq!(text(done_row), "done\u{FFFD}here");
-    let failed_row = inbox.get(Some(SUBSCRIBER), &failed).await.unwrap().unwrap();
+    assert_eq!(done, "done\u{FFFD}here");
     assert!(
-        text(failed_row).contains("failed\u{FFFD}here"),
+        failed.contains("failed\u{FFFD}here"),
         "the failure text is stored"
     );
-    assert_eq!(
-        recorder.calls_per_event().get(&done),
-        Some(&1),
-        "handled once"
-    );
-    running.shutdown().await;
 }
 
 /// Publishes a good event, `bad` (built for the exchange) and another good
