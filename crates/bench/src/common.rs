@@ -394,6 +394,31 @@ pub(crate) struct Ratio {
     pub(crate) target: Option<f64>,
 }
 
+/// The ratios `(name, numerator key, denominator key, target)` whose two
+/// measurements were both taken (a skipped phase leaves its ratios out).
+pub(crate) fn ratios(
+    measurements: &[Measurement],
+    wanted: &[(&'static str, &str, &str, Option<f64>)],
+) -> Vec<Ratio> {
+    let rate = |key: &str| {
+        measurements
+            .iter()
+            .find(|m| m.key == key)
+            .map(Measurement::rate)
+            .filter(|r| *r > 0.0)
+    };
+    wanted
+        .iter()
+        .filter_map(|&(name, x, y, target)| {
+            Some(Ratio {
+                name,
+                value: rate(x)? / rate(y)?,
+                target,
+            })
+        })
+        .collect()
+}
+
 /// Renders measurements and ratios as Markdown tables.
 pub(crate) fn render_tables(measurements: &[Measurement], ratios: &[Ratio]) -> String {
     let mut out = String::new();

@@ -46,7 +46,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::common::{
-    fail, render_tables, short, thousands, unique, Broker, Measurement, Ratio, Result, ScratchDb,
+    fail, ratios, render_tables, short, thousands, unique, Broker, Measurement, Result, ScratchDb,
     Services,
 };
 use crate::send::{body_value, redact};
@@ -146,35 +146,15 @@ pub(crate) async fn run_collect(args: &ReceiveArgs) -> Result<Vec<Measurement>> 
     let broker_cleanup = broker.cleanup().await;
     let db_cleanup = db.drop_database().await;
     let measurements = outcome?;
-    let rate = |key: &str| {
-        measurements
-            .iter()
-            .find(|m| m.key == key)
-            .map_or(0.0, Measurement::rate)
-    };
-    let ratio = |x: f64, y: f64| if y > 0.0 { x / y } else { 0.0 };
-    let ratios = vec![
-        Ratio {
-            name: "b/a",
-            value: ratio(rate("b"), rate("a")),
-            target: Some(1.0),
-        },
-        Ratio {
-            name: "b/a0",
-            value: ratio(rate("b"), rate("a0")),
-            target: Some(0.5),
-        },
-        Ratio {
-            name: "b'/a",
-            value: ratio(rate("b'"), rate("a")),
-            target: None,
-        },
-        Ratio {
-            name: "b'/a0",
-            value: ratio(rate("b'"), rate("a0")),
-            target: None,
-        },
-    ];
+    let ratios = ratios(
+        &measurements,
+        &[
+            ("b/a", "b", "a", Some(1.0)),
+            ("b/a0", "b", "a0", Some(0.5)),
+            ("b'/a", "b'", "a", None),
+            ("b'/a0", "b'", "a0", None),
+        ],
+    );
     println!();
     print!("{}", render_tables(&measurements, &ratios));
     broker_cleanup?;

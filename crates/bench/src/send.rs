@@ -38,8 +38,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::common::{
-    fail, render_tables, short, thousands, unique, BoxError, Broker, Measurement, Ratio, Result,
-    ScratchDb, Services,
+    fail, ratios, render_tables, short, thousands, unique, BoxError, Broker, Measurement, Ratio,
+    Result, ScratchDb, Services,
 };
 
 /// Options of `send`.
@@ -94,6 +94,21 @@ pub(crate) struct SendArgs {
     /// transport API with each step timed.
     #[arg(long)]
     breakdown: bool,
+
+    /// Phases to leave out, comma-separated (`a`, `a'`, `b`, `c`), e.g.
+    /// `--skip "a',b"` to time the batch drain against the broker's ceiling
+    /// only; ratios that need a skipped phase are not printed.
+    #[arg(long, value_delimiter = ',')]
+    skip: Vec<String>,
+}
+
+/// The phases of `send`, by key.
+const SEND_PHASES: [&str; 4] = ["a", "a'", "b", "c"];
+
+impl SendArgs {
+    fn runs(&self, phase: &str) -> bool {
+        !self.skip.iter().any(|s| s == phase)
+    }
 }
 
 const REALTIME: &str = "EYB.REALTIME";
@@ -113,6 +128,15 @@ pub(crate) async fn run(args: SendArgs) -> Result<()> {
         return Err(fail(
             "--raw-channels, --raw-in-flight and --batch-size must be positive",
         ));
+    }
+    if let Some(bad) = args
+        .skip
+        .iter()
+        .find(|s| !SEND_PHASES.contains(&s.as_str()))
+    {
+        return Err(fail(format!(
+            "--skip: unknown phase `{bad}` (phases: a, a', b, c)"
+        )));
     }
     let compression: Compression = args
         .compression
@@ -170,37 +194,45 @@ async fn phases(
 
     let mut measurements = Vec::new();
 
-    eprintln!(
-        "(a) raw lapin: {} messages on {} channel(s)…",
-        args.messages, args.raw_channels
-    );
-    let a = services
-        .bounded("(a)", raw_lapin(args, broker, Arc::clone(&payload)))
-        .await?;
-    eprintln!("    {:.0}/s", a.rate());
-    measurements.push(a);
+    if args.runs("a") {
+        eprintln!(
+            "(a) raw lapin: {} messages on {} channel(s)…",
+            args.messages, args.raw_channels
+        );
+        let a = services
+            .bounded("(a)", raw_lapin(args, broker, Arc::clone(&payload)))
+            .await?;
+        eprintln!("    {:.0}/s", a.rate());
+        measurements.push(a);
+    }
 
-    eprintln!("(a') naive loop: {} messages…", args.naive_messages);
-    let a2 = services
-        .bounded("(a')", naive_loop(args, db, broker, Arc::clone(&payload)))
-        .await?;
-    eprintln!("    {:.0}/s", a2.rate());
-    measurements.push(a2);
+    if args.runs("a'") {
+        eprintln!("(a') naive loop: {} messages…", args.naive_messages);
+        let a2 = services
+            .bounded("(a')", naive_loop(args, db, broker, Arc::clone(&payload)))
+            .await?;
+        eprintln!("    {:.0}/s", a2.rate());
+        measurements.push(a2);
+    }
 
     let ey = Eventyard::start(args, compression, db).await?;
-    eprintln!("(b) eventyard realtime: {} messages…", args.messages);
-    let b = services
-        .bounded("(b)", realtime(args, &ey, broker, Arc::new(body_rt)))
-        .await?;
-    eprintln!("    {:.0}/s", b.rate());
-    measurements.push(b);
+    if args.runs("b") {
+        eprintln!("(b) eventyard realtime: {} messages…", args.messages);
+        let b = services
+            .bounded("(b)", realtime(args, &ey, broker, Arc::new(body_rt)))
+            .await?;
+        eprintln!("    {:.0}/s", b.rate());
+        measurements.push(b);
+    }
 
-    eprintln!("(c) eventyard batch: {} messages…", args.messages);
-    let c = services
-        .bounded("(c)", batch(args, &ey, broker, Arc::new(body_batch)))
-        .await?;
-    eprintln!("    {:.0}/s", c.rate());
-    measurements.push(c);
+    if args.runs("c") {
+        eprintln!("(c) eventyard batch: {} messages…", args.messages);
+        let c = services
+            .bounded("(c)", batch(args, &ey, broker, Arc::new(body_batch)))
+            .await?;
+        eprintln!("    {:.0}/s", c.rate());
+        measurements.push(c);
+    }
     let breakdown = if args.breakdown {
         let (body_np, _) = body_value(NO_PERSIST, args.body_bytes)?;
         let (body_steps, _) = body_value(STEPS, args.body_bytes)?;
@@ -224,30 +256,14 @@ async fn phases(
     };
     ey.stop().await;
 
-    let rate = |key: &str| {
-        measurements
-            .iter()
-            .find(|m| m.key == key)
-            .map_or(0.0, Measurement::rate)
-    };
-    let ratio = |x: f64, y: f64| if y > 0.0 { x / y } else { 0.0 };
-    let ratios = vec![
-        Ratio {
-            name: "b/a'",
-            value: ratio(rate("b"), rate("a'")),
-            target: Some(1.0),
-        },
-        Ratio {
-            name: "b/a",
-            value: ratio(rate("b"), rate("a")),
-            target: None,
-        },
-        Ratio {
-            name: "c/a",
-            value: ratio(rate("c"), rate("a")),
-            target: Some(0.8),
-        },
-    ];
+    let ratios = ratios(
+        &measurements,
+        &[
+            ("b/a'", "b", "a'", Some(1.0)),
+            ("b/a", "b", "a", None),
+            ("c/a", "c", "a", Some(0.8)),
+        ],
+    );
     if let Some((b0, steps)) = breakdown {
         println!();
         println!(
