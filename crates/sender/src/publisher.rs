@@ -672,9 +672,12 @@ impl Publisher {
         event_id: &str,
         payload: Vec<u8>,
     ) -> OutgoingMessage {
+        // `content-encoding` names a compression; an uncompressed envelope
+        // has none.
         let encoding = envelope::detect_compression(&payload)
-            .map(|c| c.as_str().to_string())
-            .ok();
+            .ok()
+            .filter(|c| *c != eventyard_core::Compression::None)
+            .map(|c| c.as_str().to_string());
         let mut headers = BTreeMap::new();
         if cfg.sequenced {
             // Partitioned receive rows route by producer id (a consistent

@@ -59,6 +59,21 @@ async fn env_with(
 }
 
 #[tokio::test]
+async fn an_uncompressed_event_carries_no_content_encoding() {
+    let (env, _t, et) = env(Backend::Sqlite, "realtime", |row| {
+        row.compression = "none".into();
+    })
+    .await;
+    let mut consumer = env.subscribe(&unique("q"), &et).await;
+    let published = env.publisher.publish(&et, &opened(1)).await.unwrap();
+    assert_eq!(published.outcome, Outcome::Sent);
+    let got = receive(&mut consumer, 1, 5).await;
+    assert_eq!(got[0].content_encoding, None);
+    assert!(got[0].headers.is_empty(), "{:?}", got[0].headers);
+    assert!(got[0].payload.starts_with(b"<"));
+}
+
+#[tokio::test]
 async fn realtime_publishes_at_once_and_marks_sent() {
     for backend in [Backend::Sqlite, Backend::Postgres, Backend::MySql] {
         let (env, _t, et) = env(backend, "realtime", |_| {}).await;
