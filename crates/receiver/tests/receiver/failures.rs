@@ -9,15 +9,14 @@ use eventyard_core::db::Backend;
 use eventyard_core::envelope::{self, Body, Envelope};
 use eventyard_core::Compression;
 use eventyard_receiver::{HandlerOutcome, HandlerRegistry, InboxStatus, ReplayRequest};
-use eventyard_transport::{InProcessTransport, OutgoingMessage, Transport};
+use eventyard_transport::{OutgoingMessage, Transport};
 
 use crate::support::*;
 
 async fn poison_then_good(backend: Backend) {
     let exchange = unique("ex");
-    let env = Env::new(
+    let env = Env::in_process(
         backend,
-        Arc::new(InProcessTransport::new()),
         &exchange,
         vec![receive_row("ACCT.OPENED", &exchange, "realtime", "record")],
     )
@@ -135,9 +134,8 @@ async fn poison_messages_are_dead_and_the_queue_goes_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_envelope_twice_is_processed_once() {
     let exchange = unique("ex");
-    let env = Env::new(
+    let env = Env::in_process(
         Backend::Postgres,
-        Arc::new(InProcessTransport::new()),
         &exchange,
         vec![receive_row("ACCT.OPENED", &exchange, "realtime", "record")],
     )
@@ -181,13 +179,7 @@ async fn retry_backoff_dead_replay_done() {
     let mut row = receive_row("ACCT.OPENED", &exchange, "realtime", "flaky");
     row.max_attempts = 3;
     row.backoff_ms = 100;
-    let env = Env::new(
-        Backend::Postgres,
-        Arc::new(InProcessTransport::new()),
-        &exchange,
-        vec![row],
-    )
-    .await;
+    let env = Env::in_process(Backend::Postgres, &exchange, vec![row]).await;
     let healthy = Arc::new(AtomicBool::new(false));
     let h = Arc::clone(&healthy);
     let recorder = Recorder::with(Duration::ZERO, move |m| {
@@ -256,13 +248,7 @@ async fn rollback_unless_done(backend: Backend) {
     let mut row = receive_row("ACCT.OPENED", &exchange, "realtime", "writer");
     row.max_attempts = 2;
     row.backoff_ms = 10;
-    let env = Env::new(
-        backend,
-        Arc::new(InProcessTransport::new()),
-        &exchange,
-        vec![row],
-    )
-    .await;
+    let env = Env::in_process(backend, &exchange, vec![row]).await;
     sqlx_exec(
         &env.db,
         "UPDATE ey_receive_config SET handler_timeout_ms = 300 WHERE event_type = 'ACCT.OPENED'",
@@ -349,9 +335,8 @@ async fn handler_writes_commit_only_with_done_sqlite() {
 async fn a_micro_batch_of_large_payloads_is_stored_in_several_statements_mysql() {
     const BIG: usize = 6 << 20;
     let exchange = unique("ex");
-    let env = Env::new(
+    let env = Env::in_process(
         Backend::MySql,
-        Arc::new(InProcessTransport::new()),
         &exchange,
         vec![receive_row("ACCT.OPENED", &exchange, "realtime", "record")],
     )
@@ -402,9 +387,8 @@ async fn a_micro_batch_of_large_payloads_is_stored_in_several_statements_mysql()
 /// they never make the store fail (which would hold the queue).
 async fn oversized_header_values(backend: Backend) {
     let exchange = unique("ex");
-    let env = Env::new(
+    let env = Env::in_process(
         backend,
-        Arc::new(InProcessTransport::new()),
         &exchange,
         vec![receive_row("ACCT.OPENED", &exchange, "realtime", "record")],
     )
@@ -508,13 +492,7 @@ async fn stored_result_texts(
     let exchange = unique("ex");
     let mut row = receive_row("ACCT.OPENED", &exchange, "realtime", "record");
     row.max_attempts = 1;
-    let env = Env::new(
-        backend,
-        Arc::new(InProcessTransport::new()),
-        &exchange,
-        vec![row],
-    )
-    .await;
+    let env = Env::in_process(backend, &exchange, vec![row]).await;
     let recorder = Recorder::with(Duration::ZERO, move |m| {
         if m.fields.get_str("account") == Some("1") {
             HandlerOutcome::done(done_text.clone())
@@ -601,13 +579,7 @@ async fn dead_lettered_between_good_ones(
     let exchange = unique("ex");
     let row = receive_row("ACCT.OPENED", &exchange, "realtime", "record");
     let queue = row.queue.clone().unwrap();
-    let env = Env::new(
-        backend,
-        Arc::new(InProcessTransport::new()),
-        &exchange,
-        vec![row],
-    )
-    .await;
+    let env = Env::in_process(backend, &exchange, vec![row]).await;
     let recorder = Recorder::new();
     // A long linger, so that all three land in one micro-batch.
     let running = env

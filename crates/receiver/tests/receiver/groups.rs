@@ -11,7 +11,6 @@ use eventyard_core::db::Backend;
 use eventyard_receiver::{
     Handler, HandlerContext, HandlerOutcome, HandlerRegistry, InboxStatus, Message, ReplayRequest,
 };
-use eventyard_transport::InProcessTransport;
 
 use crate::support::*;
 
@@ -129,13 +128,7 @@ async fn queue_as_group(
     // Stored only at first, so that the events can be queued all at once.
     let mut row = receive_row("ACCT.OPENED", &exchange, "none", handler_id);
     row.workers = 1;
-    let env = Env::new(
-        backend,
-        Arc::new(InProcessTransport::new()),
-        &exchange,
-        vec![row.clone()],
-    )
-    .await;
+    let env = Env::in_process(backend, &exchange, vec![row.clone()]).await;
     let running = env.start(handlers, env.options()).await;
     let mut ids = BTreeMap::new();
     for a in accounts {

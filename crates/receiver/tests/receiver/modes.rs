@@ -7,7 +7,6 @@ use eventyard_core::db::Backend;
 use eventyard_receiver::{
     BatchHandler, HandlerContext, HandlerOutcome, HandlerRegistry, InboxStatus, Message,
 };
-use eventyard_transport::InProcessTransport;
 
 use crate::support::*;
 
@@ -42,9 +41,8 @@ impl BatchHandler for BatchRecorder {
 
 async fn every_mode(backend: Backend) {
     let exchange = unique("ex");
-    let env = Env::new(
+    let env = Env::in_process(
         backend,
-        Arc::new(InProcessTransport::new()),
         &exchange,
         vec![
             receive_row("ACCT.OPENED", &exchange, "realtime", "record"),
@@ -166,13 +164,7 @@ async fn sql_builtin_binds_fields_as_parameters() {
     let exchange = unique("ex");
     let mut row = receive_row("ACCT.OPENED", &exchange, "realtime", "sql");
     row.max_attempts = 1;
-    let env = Env::new(
-        Backend::Sqlite,
-        Arc::new(InProcessTransport::new()),
-        &exchange,
-        vec![row],
-    )
-    .await;
+    let env = Env::in_process(Backend::Sqlite, &exchange, vec![row]).await;
     sqlx_exec(
         &env.db,
         "CREATE TABLE accounts (id VARCHAR(64) PRIMARY KEY, name VARCHAR(200), ev VARCHAR(128))",

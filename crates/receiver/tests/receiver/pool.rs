@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use eventyard_core::db::Backend;
 use eventyard_receiver::{HandlerOutcome, HandlerRegistry, InboxStatus};
-use eventyard_transport::InProcessTransport;
 
 use crate::support::*;
 
@@ -16,13 +15,7 @@ async fn workers_bound_concurrent_handler_calls() {
     let exchange = unique("ex");
     let mut row = receive_row("ACCT.OPENED", &exchange, "realtime", "slow");
     row.workers = 3;
-    let env = Env::new(
-        Backend::Postgres,
-        Arc::new(InProcessTransport::new()),
-        &exchange,
-        vec![row],
-    )
-    .await;
+    let env = Env::in_process(Backend::Postgres, &exchange, vec![row]).await;
     let slow = Recorder::with(Duration::from_millis(60), |_| HandlerOutcome::done("slow"));
     let mut handlers = HandlerRegistry::new();
     handlers.register("slow", slow.clone());
@@ -45,13 +38,7 @@ async fn live_reload_of_workers_and_process_mode() {
     let exchange = unique("ex");
     let mut row = receive_row("ACCT.OPENED", &exchange, "realtime", "slow");
     row.workers = 1;
-    let env = Env::new(
-        Backend::Postgres,
-        Arc::new(InProcessTransport::new()),
-        &exchange,
-        vec![row.clone()],
-    )
-    .await;
+    let env = Env::in_process(Backend::Postgres, &exchange, vec![row.clone()]).await;
     let slow = Recorder::with(Duration::from_millis(40), |_| HandlerOutcome::done("slow"));
     let mut handlers = HandlerRegistry::new();
     handlers.register("slow", slow.clone());
@@ -105,13 +92,7 @@ async fn live_reload_of_workers_and_process_mode() {
 async fn backlog_bound_pauses_consumption_until_handlers_catch_up() {
     let exchange = unique("ex");
     let row = receive_row("ACCT.OPENED", &exchange, "realtime", "slow");
-    let env = Env::new(
-        Backend::Postgres,
-        Arc::new(InProcessTransport::new()),
-        &exchange,
-        vec![row],
-    )
-    .await;
+    let env = Env::in_process(Backend::Postgres, &exchange, vec![row]).await;
     let open = Arc::new(AtomicBool::new(false));
     let gate = Arc::clone(&open);
     let mut handlers = HandlerRegistry::new();
@@ -148,13 +129,7 @@ async fn two_instances_of_one_subscriber_never_process_an_event_twice() {
     let mut row = receive_row("ACCT.OPENED", &exchange, "realtime", "record");
     row.workers = 4;
     row.backoff_ms = 10;
-    let env = Env::new(
-        Backend::Postgres,
-        Arc::new(InProcessTransport::new()),
-        &exchange,
-        vec![row],
-    )
-    .await;
+    let env = Env::in_process(Backend::Postgres, &exchange, vec![row]).await;
     // Every event fails its first attempt, so both instances' retry pollers
     // compete for the same due rows.
     let recorder = Recorder::with(Duration::ZERO, |m| {

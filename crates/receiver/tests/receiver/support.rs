@@ -21,7 +21,7 @@ use eventyard_receiver::{
 };
 use eventyard_sender::{Outbox, Publisher, PublisherOptions};
 use eventyard_testkit::TestDb;
-use eventyard_transport::Transport;
+use eventyard_transport::{InProcessTransport, Transport};
 
 pub const SUBSCRIBER: &str = "BILLING";
 
@@ -66,6 +66,17 @@ pub struct Env {
 }
 
 impl Env {
+    /// [`Env::new`] over a fresh in-process transport.
+    pub async fn in_process(backend: Backend, exchange: &str, receive: Vec<RawReceiveRow>) -> Env {
+        Env::new(
+            backend,
+            Arc::new(InProcessTransport::new()),
+            exchange,
+            receive,
+        )
+        .await
+    }
+
     /// A database with send rows (realtime) and the given receive rows.
     pub async fn new(
         backend: Backend,
