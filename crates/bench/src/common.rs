@@ -88,6 +88,20 @@ impl Services {
             Err(_) => Err(fail(format!("{what} did not finish within {limit:?}"))),
         }
     }
+
+    /// Runs one timed phase: shows `heading` on stderr, runs `phase`
+    /// [`bounded`](Self::bounded) as `what`, then shows its rate.
+    pub(crate) async fn measure(
+        &self,
+        what: &str,
+        heading: String,
+        phase: impl Future<Output = Result<Measurement>>,
+    ) -> Result<Measurement> {
+        eprintln!("{heading}");
+        let m = self.bounded(what, phase).await?;
+        eprintln!("    {:.0}/s", m.rate());
+        Ok(m)
+    }
 }
 
 fn is_loopback(host: &str) -> bool {

@@ -185,22 +185,16 @@ async fn phases(
     );
     let mut measurements = Vec::new();
 
-    eprintln!("(a0) raw lapin consumer, ack only: {n} messages…");
-    let a0 = services
-        .bounded("(a0)", raw_consumer(args, broker, &sample))
-        .await?;
-    eprintln!("     {:.0}/s", a0.rate());
-    measurements.push(a0);
+    let heading = format!("(a0) raw lapin consumer, ack only: {n} messages…");
+    let phase = raw_consumer(args, broker, &sample);
+    measurements.push(services.measure("(a0)", heading, phase).await?);
 
-    eprintln!(
+    let heading = format!(
         "(a) naive store-then-ack, {} consumers: {n} messages…",
         args.naive_consumers
     );
-    let a = services
-        .bounded("(a)", naive_consumers(args, db, broker, &sample))
-        .await?;
-    eprintln!("     {:.0}/s", a.rate());
-    measurements.push(a);
+    let phase = naive_consumers(args, db, broker, &sample);
+    measurements.push(services.measure("(a)", heading, phase).await?);
 
     let ey = EventyardRx::start(
         &args.services,
@@ -223,18 +217,12 @@ async fn phases(
     )
     .await?;
     let result = async {
-        eprintln!("(b) eventyard, no-op realtime handler: {n} messages…");
-        let b = services
-            .bounded("(b)", eventyard_phase(args, &ey, broker, RECV))
-            .await?;
-        eprintln!("     {:.0}/s", b.rate());
-        measurements.push(b);
-        eprintln!("(b') eventyard, process_mode none: {n} messages…");
-        let b2 = services
-            .bounded("(b')", eventyard_phase(args, &ey, broker, STORE))
-            .await?;
-        eprintln!("     {:.0}/s", b2.rate());
-        measurements.push(b2);
+        let heading = format!("(b) eventyard, no-op realtime handler: {n} messages…");
+        let phase = eventyard_phase(args, &ey, broker, RECV);
+        measurements.push(services.measure("(b)", heading, phase).await?);
+        let heading = format!("(b') eventyard, process_mode none: {n} messages…");
+        let phase = eventyard_phase(args, &ey, broker, STORE);
+        measurements.push(services.measure("(b')", heading, phase).await?);
         if args.breakdown {
             eprintln!("breakdown: the handler step's database work alone…");
             let steps = services
@@ -336,7 +324,7 @@ async fn prefill(
         )));
     }
     eprintln!(
-        "     filled {} messages in {:.2} s (untimed)",
+        "    filled {} messages in {:.2} s (untimed)",
         thousands(n),
         started.elapsed().as_secs_f64()
     );

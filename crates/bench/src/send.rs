@@ -195,43 +195,31 @@ async fn phases(
     let mut measurements = Vec::new();
 
     if args.runs("a") {
-        eprintln!(
+        let heading = format!(
             "(a) raw lapin: {} messages on {} channel(s)…",
             args.messages, args.raw_channels
         );
-        let a = services
-            .bounded("(a)", raw_lapin(args, broker, Arc::clone(&payload)))
-            .await?;
-        eprintln!("    {:.0}/s", a.rate());
-        measurements.push(a);
+        let phase = raw_lapin(args, broker, Arc::clone(&payload));
+        measurements.push(services.measure("(a)", heading, phase).await?);
     }
 
     if args.runs("a'") {
-        eprintln!("(a') naive loop: {} messages…", args.naive_messages);
-        let a2 = services
-            .bounded("(a')", naive_loop(args, db, broker, Arc::clone(&payload)))
-            .await?;
-        eprintln!("    {:.0}/s", a2.rate());
-        measurements.push(a2);
+        let heading = format!("(a') naive loop: {} messages…", args.naive_messages);
+        let phase = naive_loop(args, db, broker, Arc::clone(&payload));
+        measurements.push(services.measure("(a')", heading, phase).await?);
     }
 
     let ey = Eventyard::start(args, compression, db).await?;
     if args.runs("b") {
-        eprintln!("(b) eventyard realtime: {} messages…", args.messages);
-        let b = services
-            .bounded("(b)", realtime(args, &ey, broker, Arc::new(body_rt)))
-            .await?;
-        eprintln!("    {:.0}/s", b.rate());
-        measurements.push(b);
+        let heading = format!("(b) eventyard realtime: {} messages…", args.messages);
+        let phase = realtime(args, &ey, broker, Arc::new(body_rt));
+        measurements.push(services.measure("(b)", heading, phase).await?);
     }
 
     if args.runs("c") {
-        eprintln!("(c) eventyard batch: {} messages…", args.messages);
-        let c = services
-            .bounded("(c)", batch(args, &ey, broker, Arc::new(body_batch)))
-            .await?;
-        eprintln!("    {:.0}/s", c.rate());
-        measurements.push(c);
+        let heading = format!("(c) eventyard batch: {} messages…", args.messages);
+        let phase = batch(args, &ey, broker, Arc::new(body_batch));
+        measurements.push(services.measure("(c)", heading, phase).await?);
     }
     let breakdown = if args.breakdown {
         let (body_np, _) = body_value(NO_PERSIST, args.body_bytes)?;
