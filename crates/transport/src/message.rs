@@ -12,10 +12,11 @@ use crate::error::TransportError;
 ///
 /// On AMQP the fields map to: `message_id` → the `message-id` property,
 /// `event_type` → the `type` property, `content_encoding` → the
-/// `content-encoding` property (left out when `None` or `none`), `headers` →
-/// string headers (no table when empty). The transport adds delivery mode 2
-/// (persistent). Keep the optional ones to what receivers need: see
-/// `docs/transport.md` on the cost of properties over 64 bytes.
+/// `content-encoding` property (left out when `None`, empty, `none` or
+/// `identity`), `headers` → string headers (no table when empty). The
+/// transport adds delivery mode 2 (persistent). Keep the optional ones to
+/// what receivers need: see `docs/transport.md` on the cost of properties
+/// over 64 bytes.
 #[derive(Clone, PartialEq, Eq)]
 pub struct OutgoingMessage {
     /// The exchange to publish to (declared as a durable topic exchange on first use).
