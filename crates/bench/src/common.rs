@@ -55,6 +55,11 @@ pub(crate) struct Services {
     /// Upper bound on each timed phase; a phase that takes longer fails the run.
     #[arg(long, default_value_t = 600)]
     pub(crate) phase_timeout_secs: u64,
+    /// eventyard's receivers never call handlers in the transaction that
+    /// stores a micro-batch: every event is stored, acked and handed to
+    /// the pool (`ReceiverOptions::inline_handling(false)`), for comparing.
+    #[arg(long)]
+    pub(crate) no_inline: bool,
 }
 
 impl Services {

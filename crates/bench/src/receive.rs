@@ -90,6 +90,21 @@ pub(crate) struct ReceiveArgs {
     /// once with one transaction per 256 rows.
     #[arg(long)]
     pub(crate) breakdown: bool,
+
+    /// Phases to leave out, comma-separated (`a0`, `a`, `b`, `b'`), e.g.
+    /// `--skip a` to leave out the slow naive loop; ratios that need a
+    /// skipped phase are not printed.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) skip: Vec<String>,
+}
+
+/// The phases of `receive`, by key.
+const RECEIVE_PHASES: [&str; 4] = ["a0", "a", "b", "b'"];
+
+impl ReceiveArgs {
+    fn runs(&self, phase: &str) -> bool {
+        !self.skip.iter().any(|s| s == phase)
+    }
 }
 
 /// The event type of (b).
@@ -132,6 +147,15 @@ pub(crate) async fn run_collect(args: &ReceiveArgs) -> Result<Vec<Measurement>> 
         return Err(fail(
             "--messages, --raw-ack-every, --naive-consumers, --workers and --prefetch must be positive",
         ));
+    }
+    if let Some(bad) = args
+        .skip
+        .iter()
+        .find(|s| !RECEIVE_PHASES.contains(&s.as_str()))
+    {
+        return Err(fail(format!(
+            "--skip: unknown phase `{bad}` (phases: a0, a, b, b')"
+        )));
     }
     args.services.check_loopback()?;
     let db = ScratchDb::create(&args.services).await?;
@@ -185,16 +209,19 @@ async fn phases(
     );
     let mut measurements = Vec::new();
 
-    let heading = format!("(a0) raw lapin consumer, ack only: {n} messages…");
-    let phase = raw_consumer(args, broker, &sample);
-    measurements.push(services.measure("(a0)", heading, phase).await?);
-
-    let heading = format!(
-        "(a) naive store-then-ack, {} consumers: {n} messages…",
-        args.naive_consumers
-    );
-    let phase = naive_consumers(args, db, broker, &sample);
-    measurements.push(services.measure("(a)", heading, phase).await?);
+    if args.runs("a0") {
+        let heading = format!("(a0) raw lapin consumer, ack only: {n} messages…");
+        let phase = raw_consumer(args, broker, &sample);
+        measurements.push(services.measure("(a0)", heading, phase).await?);
+    }
+    if args.runs("a") {
+        let heading = format!(
+            "(a) naive store-then-ack, {} consumers: {n} messages…",
+            args.naive_consumers
+        );
+        let phase = naive_consumers(args, db, broker, &sample);
+        measurements.push(services.measure("(a)", heading, phase).await?);
+    }
 
     let ey = EventyardRx::start(
         &args.services,
@@ -217,12 +244,16 @@ async fn phases(
     )
     .await?;
     let result = async {
-        let heading = format!("(b) eventyard, no-op realtime handler: {n} messages…");
-        let phase = eventyard_phase(args, &ey, broker, RECV);
-        measurements.push(services.measure("(b)", heading, phase).await?);
-        let heading = format!("(b') eventyard, process_mode none: {n} messages…");
-        let phase = eventyard_phase(args, &ey, broker, STORE);
-        measurements.push(services.measure("(b')", heading, phase).await?);
+        if args.runs("b") {
+            let heading = format!("(b) eventyard, no-op realtime handler: {n} messages…");
+            let phase = eventyard_phase(args, &ey, broker, RECV);
+            measurements.push(services.measure("(b)", heading, phase).await?);
+        }
+        if args.runs("b'") {
+            let heading = format!("(b') eventyard, process_mode none: {n} messages…");
+            let phase = eventyard_phase(args, &ey, broker, STORE);
+            measurements.push(services.measure("(b')", heading, phase).await?);
+        }
         if args.breakdown {
             eprintln!("breakdown: the handler step's database work alone…");
             let steps = services
@@ -577,6 +608,8 @@ pub(crate) struct EventyardRx {
     pub(crate) db: eventyard_core::db::Db,
     /// Per event type: (subscriber, exchange, queue).
     pub(crate) routes: Vec<(&'static str, &'static str, String, String)>,
+    /// Whether receivers may call quick handlers as they store.
+    pub(crate) inline: bool,
 }
 
 impl EventyardRx {
@@ -640,6 +673,7 @@ impl EventyardRx {
             transport,
             db: db.db.clone(),
             routes,
+            inline: !services.no_inline,
         })
     }
 
@@ -687,7 +721,9 @@ impl EventyardRx {
             self.watcher.subscribe(),
             Arc::new(Registry::with_builtins()),
             Arc::new(handlers),
-            ReceiverOptions::new(subscriber).shutdown_grace(Duration::from_secs(10)),
+            ReceiverOptions::new(subscriber)
+                .shutdown_grace(Duration::from_secs(10))
+                .inline_handling(self.inline),
         )
         .start()
         .await?;
@@ -803,6 +839,7 @@ async fn eventyard_phase(
     let waited = ey
         .wait_finished(&handle, subscriber, event_type, status, n)
         .await;
+    let inline = handle.stats().get(event_type).processed_inline;
     handle.shutdown().await;
     let (finished_at, finished) = waited?;
     let elapsed = finished_at.duration_since(started);
@@ -824,10 +861,11 @@ async fn eventyard_phase(
         elapsed,
         ok: finished == n && rows == n && handled == expected_calls && left == 0,
         check: format!(
-            "{} rows `{status}` of {} rows, {} handler calls, {} left in queue",
+            "{} rows `{status}` of {} rows, {} handler calls ({} in the storing transaction), {} left in queue",
             thousands(finished),
             thousands(rows),
             thousands(handled),
+            thousands(inline),
             thousands(left.into())
         ),
     })

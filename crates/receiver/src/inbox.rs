@@ -8,7 +8,7 @@
 //! an instance that died are taken over when its lease expires.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -148,6 +148,9 @@ impl Default for ReplayRequest {
 /// A row for [`Inbox::insert`].
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct NewInboxRow {
+    /// The row id, when it was taken beforehand ([`FreshIds`]); else the
+    /// database assigns one.
+    pub(crate) id: Option<i64>,
     pub(crate) event_id: String,
     pub(crate) event_type: String,
     pub(crate) producer_id: Option<String>,
@@ -155,6 +158,8 @@ pub(crate) struct NewInboxRow {
     pub(crate) epoch: Option<i64>,
     pub(crate) seq: Option<i64>,
     pub(crate) status: InboxStatus,
+    /// Attempts already made (1 for a row processed before it was stored).
+    pub(crate) attempts: i32,
     pub(crate) result: Option<String>,
     pub(crate) payload: Vec<u8>,
     pub(crate) processed_at: Option<DateTime<Utc>>,
@@ -177,7 +182,7 @@ pub(crate) const ROW_COLUMNS: &str =
      result, next_attempt_at, payload, received_at, processed_at, claimed_by, claimed_until";
 
 #[cfg(any(feature = "sqlite", feature = "mysql"))]
-const INSERT_COLUMNS: usize = 13;
+const INSERT_COLUMNS: usize = 15;
 
 pub(crate) fn lease_until(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60))
@@ -211,7 +216,8 @@ macro_rules! bind_new {
     ($q:expr, $r:expr, $subscriber:expr) => {{
         let r = $r;
         let st = r.state();
-        $q.bind(&r.event_id)
+        $q.bind(r.id)
+            .bind(&r.event_id)
             .bind(&r.event_type)
             .bind($subscriber)
             .bind(&r.producer_id)
@@ -219,6 +225,7 @@ macro_rules! bind_new {
             .bind(r.epoch)
             .bind(r.seq)
             .bind(st.status)
+            .bind(r.attempts)
             .bind(st.result)
             .bind(&r.payload)
             .bind(st.processed_at)
@@ -227,11 +234,11 @@ macro_rules! bind_new {
     }};
 }
 
-/// Rows per insert statement (13 parameters each) where rows are listed.
+/// Rows per insert statement (15 parameters each) where rows are listed.
 const INSERT_CHUNK: usize = 400;
 
 /// Most rows one insert statement takes on `backend` (PostgreSQL binds
-/// each column as one array; the others list 13 parameters per row).
+/// each column as one array; the others list 15 parameters per row).
 fn rows_per_insert(backend: Backend) -> usize {
     match backend {
         Backend::Postgres => usize::MAX,
@@ -292,6 +299,7 @@ async fn insert_unnested(
     rows: &[NewInboxRow],
 ) -> Result<Vec<(i64, String)>> {
     let n = rows.len();
+    let mut id = Vec::with_capacity(n);
     let mut event_id = Vec::with_capacity(n);
     let mut event_type = Vec::with_capacity(n);
     let mut producer_id = Vec::with_capacity(n);
@@ -299,6 +307,7 @@ async fn insert_unnested(
     let mut epoch = Vec::with_capacity(n);
     let mut seq = Vec::with_capacity(n);
     let mut status = Vec::with_capacity(n);
+    let mut attempts = Vec::with_capacity(n);
     let mut result = Vec::with_capacity(n);
     let mut payload = Vec::with_capacity(n);
     let mut processed_at = Vec::with_capacity(n);
@@ -306,6 +315,7 @@ async fn insert_unnested(
     let mut claimed_until = Vec::with_capacity(n);
     for r in rows {
         let st = r.state();
+        id.push(r.id);
         event_id.push(r.event_id.as_str());
         event_type.push(r.event_type.as_str());
         producer_id.push(r.producer_id.as_deref());
@@ -313,18 +323,22 @@ async fn insert_unnested(
         epoch.push(r.epoch);
         seq.push(r.seq);
         status.push(st.status);
+        attempts.push(r.attempts);
         result.push(st.result);
         payload.push(r.payload.as_slice());
         processed_at.push(st.processed_at);
         claimed_by.push(st.claimed_by);
         claimed_until.push(st.claimed_until);
     }
-    let sql = "INSERT INTO ey_inbox (event_id, event_type, subscriber, producer_id, stream, \
-         epoch, seq, status, result, payload, processed_at, claimed_by, claimed_until) \
-         SELECT e, t, $3, p, s, ep, sq, st, r, pl, pa, cb, cu FROM UNNEST($1::text[], \
-         $2::text[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::text[], $9::text[], \
-         $10::bytea[], $11::timestamptz[], $12::text[], $13::timestamptz[]) \
-         AS u(e, t, p, s, ep, sq, st, r, pl, pa, cb, cu) \
+    // A row without an id taken beforehand gets the next one of the
+    // sequence (COALESCE evaluates it only then).
+    let sql = "INSERT INTO ey_inbox (id, event_id, event_type, subscriber, producer_id, stream, \
+         epoch, seq, status, attempts, result, payload, processed_at, claimed_by, claimed_until) \
+         SELECT COALESCE(i, nextval('ey_inbox_id_seq')), e, t, $3, p, s, ep, sq, st, a, r, pl, \
+         pa, cb, cu FROM UNNEST($1::text[], $2::text[], $4::text[], $5::text[], $6::int8[], \
+         $7::int8[], $8::text[], $9::int4[], $10::text[], $11::bytea[], $12::timestamptz[], \
+         $13::text[], $14::timestamptz[], $15::int8[]) \
+         AS u(e, t, p, s, ep, sq, st, a, r, pl, pa, cb, cu, i) \
          ON CONFLICT (subscriber, event_id) DO NOTHING RETURNING id, event_id";
     let q = sqlx::query_as::<_, (i64, String)>(sql)
         .bind(event_id)
@@ -335,11 +349,13 @@ async fn insert_unnested(
         .bind(epoch)
         .bind(seq)
         .bind(status)
+        .bind(attempts)
         .bind(result)
         .bind(payload)
         .bind(processed_at)
         .bind(claimed_by)
-        .bind(claimed_until);
+        .bind(claimed_until)
+        .bind(id);
     Ok(q.fetch_all(conn).await?)
 }
 
@@ -770,8 +786,8 @@ impl Inbox {
 #[cfg(any(feature = "sqlite", feature = "mysql"))]
 fn insert_sql(rows: usize) -> String {
     let mut sql = String::from(
-        "INSERT INTO ey_inbox (event_id, event_type, subscriber, producer_id, stream, epoch, seq, \
-         status, result, payload, processed_at, claimed_by, claimed_until) VALUES ",
+        "INSERT INTO ey_inbox (id, event_id, event_type, subscriber, producer_id, stream, epoch, \
+         seq, status, attempts, result, payload, processed_at, claimed_by, claimed_until) VALUES ",
     );
     let per_row = INSERT_COLUMNS;
     for r in 0..rows {
@@ -967,3 +983,97 @@ listed_claimed_rows!(
     Backend::MySql,
     " FOR UPDATE"
 );
+
+/// Taking the row ids of new inbox rows before they are inserted, so that
+/// their handlers can run (and see [`Message::inbox_id`](crate::Message::inbox_id))
+/// before the rows are written in their final state. Implemented per
+/// connection type, called in the storing transaction.
+pub(crate) trait FreshIds {
+    /// For each of `event_ids` that `subscriber` has not stored yet, a new
+    /// row id. `None` where the backend cannot tell safely (MySQL).
+    async fn fresh_ids(
+        &mut self,
+        subscriber: &str,
+        event_ids: &[&str],
+    ) -> Result<Option<HashMap<String, i64>>>;
+}
+
+/// PostgreSQL: the ids come from the table's own sequence, one statement.
+/// A concurrent transaction may insert one of these event ids after this
+/// check; the insert then skips it, which the caller must notice.
+#[cfg(feature = "postgres")]
+impl FreshIds for sqlx::PgConnection {
+    async fn fresh_ids(
+        &mut self,
+        subscriber: &str,
+        event_ids: &[&str],
+    ) -> Result<Option<HashMap<String, i64>>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT u.e, nextval('ey_inbox_id_seq') FROM UNNEST($1::text[]) AS u(e) \
+             WHERE NOT EXISTS (SELECT 1 FROM ey_inbox i \
+             WHERE i.subscriber = $2 AND i.event_id = u.e)",
+        )
+        .bind(event_ids)
+        .bind(subscriber)
+        .fetch_all(self)
+        .await?;
+        Ok(Some(rows.into_iter().collect()))
+    }
+}
+
+/// SQLite: the transaction (begun with `BEGIN IMMEDIATE`) holds the write
+/// lock, so ids above the highest ever given (`AUTOINCREMENT` keeps it in
+/// `sqlite_sequence`) stay free until it ends.
+#[cfg(feature = "sqlite")]
+impl FreshIds for sqlx::SqliteConnection {
+    async fn fresh_ids(
+        &mut self,
+        subscriber: &str,
+        event_ids: &[&str],
+    ) -> Result<Option<HashMap<String, i64>>> {
+        let mut stored: HashSet<String> = HashSet::new();
+        for chunk in event_ids.chunks(LISTED_IDS) {
+            let sql = eventyard_core::db::placeholders(
+                Backend::Sqlite,
+                &format!(
+                    "SELECT event_id FROM ey_inbox WHERE subscriber = $1 AND event_id IN ({})",
+                    param_list(2, chunk.len())
+                ),
+            )
+            .into_owned();
+            let mut q = sqlx::query_scalar::<_, String>(&sql).bind(subscriber);
+            for e in chunk {
+                q = q.bind(*e);
+            }
+            stored.extend(q.fetch_all(&mut *self).await?);
+        }
+        let highest: i64 = sqlx::query_scalar(
+            "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'ey_inbox'), 0), \
+             COALESCE((SELECT MAX(id) FROM ey_inbox), 0))",
+        )
+        .fetch_one(&mut *self)
+        .await?;
+        let mut next = highest;
+        let mut ids = HashMap::with_capacity(event_ids.len());
+        for e in event_ids {
+            if !stored.contains(*e) && !ids.contains_key(*e) {
+                next += 1;
+                ids.insert((*e).to_owned(), next);
+            }
+        }
+        Ok(Some(ids))
+    }
+}
+
+/// MySQL: not done (see the PostgreSQL and SQLite ones); the caller stores
+/// the usual way.
+#[cfg(feature = "mysql")]
+impl FreshIds for sqlx::MySqlConnection {
+    async fn fresh_ids(
+        &mut self,
+        _subscriber: &str,
+        _event_ids: &[&str],
+    ) -> Result<Option<HashMap<String, i64>>> {
+        Ok(None)
+    }
+}

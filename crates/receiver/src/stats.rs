@@ -24,6 +24,9 @@ pub struct TypeStats {
     pub stored_only: u64,
     /// Events a handler completed (`done`).
     pub processed: u64,
+    /// Of `processed`, events whose handler ran in the transaction that
+    /// stored them ([`ReceiverOptions::inline_handling`](crate::ReceiverOptions::inline_handling)).
+    pub processed_inline: u64,
     /// Handler attempts that ended in `retrying`.
     pub retried: u64,
     /// Events dead-lettered by their handler (fail, out of attempts, panic or

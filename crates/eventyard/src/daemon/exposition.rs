@@ -18,7 +18,7 @@ type Counter = (&'static str, &'static str, fn(&TypeStats) -> u64);
 /// Renders the receiver's counters in the Prometheus text format.
 pub(crate) fn render(stats: &BTreeMap<String, TypeStats>) -> String {
     let mut out = String::new();
-    let counters: [Counter; 10] = [
+    let counters: [Counter; 11] = [
         (
             "eventyard_events_received_total",
             "Deliveries stored as new inbox rows.",
@@ -43,6 +43,11 @@ pub(crate) fn render(stats: &BTreeMap<String, TypeStats>) -> String {
             "eventyard_events_processed_total",
             "Events a handler completed.",
             |s| s.processed,
+        ),
+        (
+            "eventyard_events_processed_inline_total",
+            "Of those, events handled in the transaction that stored them.",
+            |s| s.processed_inline,
         ),
         (
             "eventyard_events_failed_total",

@@ -38,6 +38,31 @@ impl Tx<'_> {
             Tx::Sqlite(_) => Backend::Sqlite,
         }
     }
+
+    /// The same transaction, borrowed for a shorter while (one handler call).
+    pub(crate) fn reborrow(&mut self) -> Tx<'_> {
+        match self {
+            #[cfg(feature = "postgres")]
+            Tx::Postgres(c) => Tx::Postgres(c),
+            #[cfg(feature = "mysql")]
+            Tx::MySql(c) => Tx::MySql(c),
+            #[cfg(feature = "sqlite")]
+            Tx::Sqlite(c) => Tx::Sqlite(c),
+        }
+    }
+
+    /// Runs `sql` as it is, unprepared (savepoint statements; on
+    /// PostgreSQL several may travel together).
+    pub(crate) async fn raw(&mut self, sql: &str) -> Result<(), sqlx::Error> {
+        match self {
+            #[cfg(feature = "postgres")]
+            Tx::Postgres(c) => sqlx::Executor::execute(&mut **c, sql).await.map(drop),
+            #[cfg(feature = "mysql")]
+            Tx::MySql(c) => sqlx::Executor::execute(&mut **c, sql).await.map(drop),
+            #[cfg(feature = "sqlite")]
+            Tx::Sqlite(c) => sqlx::Executor::execute(&mut **c, sql).await.map(drop),
+        }
+    }
 }
 
 #[cfg(feature = "postgres")]

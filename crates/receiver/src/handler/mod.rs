@@ -134,7 +134,11 @@ pub struct Message {
     pub event_type: String,
     /// The subscriber system this receiver runs as.
     pub subscriber: String,
-    /// The id of the event's `ey_inbox` row.
+    /// The id of the event's `ey_inbox` row. When the handler is called in
+    /// the transaction that stores the event
+    /// ([`ReceiverOptions::inline_handling`](crate::ReceiverOptions::inline_handling)),
+    /// the row is written with this id after the handler returns, in that
+    /// same transaction: the id is final, but the row cannot be read yet.
     pub inbox_id: i64,
     /// The envelope header (publisher, producer, sequence, created time, …).
     pub header: Header,

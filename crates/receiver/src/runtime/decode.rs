@@ -113,6 +113,7 @@ pub(crate) fn decode(shared: &Shared, queue_type: &str, d: &Delivery) -> Decoded
         tracing::warn!(event_id = %event_id, event_type = %event_type, error = %error, "unreadable event stored as dead");
         Decoded {
             row: NewInboxRow {
+                id: None,
                 event_id,
                 event_type,
                 producer_id: None,
@@ -120,6 +121,7 @@ pub(crate) fn decode(shared: &Shared, queue_type: &str, d: &Delivery) -> Decoded
                 epoch: None,
                 seq: None,
                 status: InboxStatus::Dead,
+                attempts: 0,
                 result: Some(error),
                 payload: d.payload.clone(),
                 processed_at: Some(now),
@@ -166,6 +168,7 @@ pub(crate) fn decode(shared: &Shared, queue_type: &str, d: &Delivery) -> Decoded
             let seq = header.sequence.as_ref();
             Decoded {
                 row: NewInboxRow {
+                    id: None,
                     event_id,
                     event_type: header.event_type.clone(),
                     producer_id: header.producer_id.clone(),
@@ -173,6 +176,7 @@ pub(crate) fn decode(shared: &Shared, queue_type: &str, d: &Delivery) -> Decoded
                     epoch: seq.map(|s| i64::try_from(s.epoch).unwrap_or(i64::MAX)),
                     seq: seq.map(|s| i64::try_from(s.seq).unwrap_or(i64::MAX)),
                     status,
+                    attempts: 0,
                     result: None,
                     payload: d.payload.clone(),
                     processed_at: None,

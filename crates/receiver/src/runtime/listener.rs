@@ -10,7 +10,8 @@ use eventyard_transport::{Consumer, Delivery, Subscription};
 use tokio::sync::{oneshot, watch};
 
 use super::decode::{decode, Decoded};
-use super::pool::{Job, JobSource};
+use super::inline;
+use super::pool::{record_failure, Job, JobSource};
 use super::{Shared, TypeRuntime};
 use crate::error::Result;
 use crate::inbox::{InboxStatus, NewInboxRow};
@@ -207,14 +208,23 @@ async fn store_and_ack(
     }
     // Deliveries the database refuses for good, rejected to the dead-letter queue.
     let mut rejected = reject_oversized(shared, &batch, &decoded, &from).await;
-    let (rows, rows_from): (Vec<NewInboxRow>, Vec<usize>) = decoded
-        .iter()
-        .zip(&from)
-        .filter(|(_, i)| !rejected.contains(i))
-        .map(|(d, &i)| (d.row.clone(), i))
-        .unzip();
+    let mut rows: Vec<NewInboxRow> = Vec::with_capacity(decoded.len());
+    // The delivery and the decoded entry each row came from.
+    let mut rows_from: Vec<usize> = Vec::with_capacity(decoded.len());
+    let mut rows_dec: Vec<usize> = Vec::with_capacity(decoded.len());
+    for (k, (d, &i)) in decoded.iter().zip(&from).enumerate() {
+        if !rejected.contains(&i) {
+            rows.push(d.row.clone());
+            rows_from.push(i);
+            rows_dec.push(k);
+        }
+    }
+    let mut inline = store_inline(shared, rt, &mut rows, &rows_dec, &mut decoded).await;
     let mut delay = Duration::from_millis(50);
     let inserted = loop {
+        if let Some(done) = &mut inline {
+            break std::mem::take(&mut done.inserted);
+        }
         match shared.inbox.insert(&shared.opts.subscriber, &rows).await {
             Ok(ids) => break ids,
             Err(e) => {
@@ -254,6 +264,26 @@ async fn store_and_ack(
         .filter(|(_, i)| !rejected.contains(i))
         .map(|(d, _)| d)
         .collect();
+    if let Some(done) = &inline {
+        if done.done > 0 {
+            shared.stats.update(&rt.event_type, |s| {
+                s.processed += done.done;
+                s.processed_inline += done.done;
+            });
+        }
+        if !done.failed.is_empty() {
+            let settings = rt.settings();
+            for (id, attempt) in &done.failed {
+                if let Err(e) = record_failure(shared, rt, &settings, *id, 1, attempt).await {
+                    // The row stays claimed and `received`: taken up again
+                    // once its lease expires.
+                    tracing::warn!(event_type = %rt.event_type, id, error = %e,
+                        "cannot record a handler failure; the event runs again after its lease");
+                }
+            }
+        }
+    }
+    let handled = inline.map(|d| d.handled).unwrap_or_default();
     let now = chrono::Utc::now();
     let ids: std::collections::HashMap<&str, i64> =
         inserted.iter().map(|(id, e)| (e.as_str(), *id)).collect();
@@ -284,7 +314,9 @@ async fn store_and_ack(
                     s.received += 1;
                     s.last_lag_seconds = lag;
                 });
-                if dec.row.claim.is_some() && target.settings().cfg.sequenced {
+                if handled.contains(&id) {
+                    // Handled in the storing transaction.
+                } else if dec.row.claim.is_some() && target.settings().cfg.sequenced {
                     msg.inbox_id = id;
                     let _ = target.seq.send(crate::sequenced::Live {
                         id,
@@ -305,6 +337,50 @@ async fn store_and_ack(
         }
     }
     true
+}
+
+/// Stores `rows` with their quick handlers called in the storing
+/// transaction, when [`inline::eligible`] and a worker of the type is free;
+/// `None` when not (or when that transaction was dropped, leaving `rows` as
+/// they were): store them the usual way.
+async fn store_inline(
+    shared: &Shared,
+    rt: &TypeRuntime,
+    rows: &mut [NewInboxRow],
+    rows_dec: &[usize],
+    decoded: &mut [Decoded],
+) -> Option<inline::Stored> {
+    let settings = rt.settings();
+    if !inline::eligible(shared, rt, &settings) {
+        return None;
+    }
+    // This type's claimed (realtime) rows; other types' go the usual way.
+    let picks: Vec<usize> = (0..rows.len())
+        .filter(|&j| {
+            rows_dec
+                .get(j)
+                .and_then(|&k| decoded.get(k))
+                .is_some_and(|d| {
+                    d.row.claim.is_some()
+                        && d.good
+                            .as_ref()
+                            .is_some_and(|(target, _)| std::ptr::eq(target.as_ref(), rt))
+                })
+        })
+        .collect();
+    if picks.is_empty() || !rt.try_take_worker(settings.cfg.workers.max(1) as usize) {
+        return None;
+    }
+    let stored = inline::store(shared, rt, &settings, rows, &picks, rows_dec, decoded).await;
+    rt.give_back_worker();
+    match stored {
+        Ok(stored) => stored,
+        Err(e) => {
+            tracing::debug!(event_type = %rt.event_type, error = %e,
+                "storing with the handlers failed; storing the usual way");
+            None
+        }
+    }
 }
 
 /// Rejects to the dead-letter queue the deliveries too large for one row of

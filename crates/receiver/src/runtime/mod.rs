@@ -14,6 +14,7 @@
 
 mod batch;
 pub(crate) mod decode;
+mod inline;
 mod listener;
 mod options;
 pub(crate) mod partitions;
@@ -60,6 +61,13 @@ pub(crate) struct TypeRuntime {
     pub(crate) progress: Notify,
     /// Events stored or claimed by this instance and not finished yet.
     pub(crate) pending: AtomicUsize,
+    /// Handler transactions of this type running now: the pool's groups
+    /// and listeners' inline stores, together at most `workers`.
+    pub(crate) busy: AtomicUsize,
+    /// Signalled when a listener's inline store gives its worker back.
+    pub(crate) worker_freed: Notify,
+    /// The running average of this type's handler call time.
+    pub(crate) call_time: pool::CallTime,
     jobs: mpsc::UnboundedSender<Job>,
     /// Stored events of a sequenced row go to its trackers, not the pool.
     pub(crate) seq: crate::sequenced::Feed,
@@ -93,6 +101,21 @@ impl TypeRuntime {
 
     pub(crate) fn pending(&self) -> usize {
         self.pending.load(Ordering::SeqCst)
+    }
+
+    /// Takes one of the type's `limit` workers, if one is free.
+    pub(crate) fn try_take_worker(&self, limit: usize) -> bool {
+        self.busy
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| {
+                (b < limit).then_some(b + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives back a worker taken outside the pool, waking the pool.
+    pub(crate) fn give_back_worker(&self) {
+        self.busy.fetch_sub(1, Ordering::SeqCst);
+        self.worker_freed.notify_one();
     }
 }
 
@@ -612,6 +635,9 @@ fn start_type(
         changed: Notify::new(),
         progress: Notify::new(),
         pending: AtomicUsize::new(0),
+        busy: AtomicUsize::new(0),
+        worker_freed: Notify::new(),
+        call_time: pool::CallTime::default(),
         jobs: jobs_tx,
         seq: seq_tx,
         stop: stop_tx,

@@ -18,6 +18,7 @@ pub struct ReceiverOptions {
     pub(crate) ack_linger: Duration,
     pub(crate) batch_size: u32,
     pub(crate) realtime_group: usize,
+    pub(crate) inline_handling: bool,
     pub(crate) shutdown_grace: Duration,
     pub(crate) max_backoff: Duration,
     pub(crate) codec: Codec,
@@ -32,7 +33,8 @@ impl ReceiverOptions {
     /// event type, a 30 s handler timeout, 60 s claim leases, retries polled
     /// every second, prefetch 500, stores of up to 256 deliveries acked
     /// together after at most 1 ms of waiting for more, batches of 500,
-    /// realtime groups of up to 256 queued events per transaction,
+    /// realtime groups of up to 256 queued events per transaction, quick
+    /// handlers called in the storing transaction,
     /// 30 s to drain handlers on shutdown, backoff capped at one hour, and
     /// the default envelope [`Limits`].
     pub fn new(subscriber: impl Into<String>) -> Self {
@@ -48,6 +50,7 @@ impl ReceiverOptions {
             ack_linger: Duration::from_millis(1),
             batch_size: 500,
             realtime_group: 256,
+            inline_handling: true,
             shutdown_grace: Duration::from_secs(30),
             max_backoff: Duration::from_secs(3600),
             codec: Codec::new(Limits::default()),
@@ -134,6 +137,20 @@ impl ReceiverOptions {
     /// transaction per event; at most 1,000.
     pub fn realtime_group(mut self, n: usize) -> Self {
         self.realtime_group = n.clamp(1, 1000);
+        self
+    }
+
+    /// Whether a `realtime` type's handlers may be called in the
+    /// transaction that stores its micro-batch, before the ack (default
+    /// `true`; PostgreSQL and SQLite). This happens only while the type's
+    /// handler calls take under a millisecond on average and one of its
+    /// `workers` is free
+    /// (the store takes that worker); otherwise, or when the transaction
+    /// cannot be completed, the micro-batch is stored, acked and handed to
+    /// the pool as usual. Each event's row is then written once, already
+    /// `done`, instead of twice. `false` always uses the pool.
+    pub fn inline_handling(mut self, on: bool) -> Self {
+        self.inline_handling = on;
         self
     }
 

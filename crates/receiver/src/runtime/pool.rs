@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use super::decode::to_message;
 use super::{backoff, Shared, TypeRuntime, TypeSettings};
 use crate::error::Result;
-use crate::handler::{HandlerContext, HandlerKind, HandlerOutcome, Message};
+use crate::handler::{HandlerContext, HandlerKind, HandlerOutcome, Message, Tx};
 use crate::inbox::{ClaimedRows, InboxRow};
 
 /// One event for the pool.
@@ -97,7 +97,7 @@ pub(crate) fn next_attempt(
 
 /// A running average of a type's handler call time (microseconds; unknown
 /// until the first call).
-struct CallTime(AtomicU64);
+pub(crate) struct CallTime(AtomicU64);
 
 impl Default for CallTime {
     fn default() -> Self {
@@ -109,7 +109,7 @@ impl CallTime {
     /// Calls this short are grouped greedily: a transaction costs more.
     const QUICK_MICROS: u64 = 1_000;
 
-    fn observe(&self, took: Duration) {
+    pub(crate) fn observe(&self, took: Duration) {
         let sample = u64::try_from(took.as_micros()).unwrap_or(u64::MAX / 8);
         let old = self.0.load(Ordering::Relaxed);
         let new = if old == u64::MAX {
@@ -120,7 +120,7 @@ impl CallTime {
         self.0.store(new, Ordering::Relaxed);
     }
 
-    fn is_quick(&self) -> bool {
+    pub(crate) fn is_quick(&self) -> bool {
         self.0.load(Ordering::Relaxed) < Self::QUICK_MICROS
     }
 }
@@ -154,7 +154,6 @@ pub(crate) async fn dispatcher(
     // How many jobs each running group has, and how many run in all.
     let mut groups: HashMap<tokio::task::Id, usize> = HashMap::new();
     let mut in_flight: usize = 0;
-    let call_time = Arc::new(CallTime::default());
     let accept = |job: Job, queue: &mut VecDeque<Job>, known: &mut HashSet<i64>| {
         if known.insert(job.id) || job.requeued {
             queue.push_back(job);
@@ -172,11 +171,11 @@ pub(crate) async fn dispatcher(
         } else {
             shared.opts.realtime_group.max(1)
         };
-        while running.len() < limit && !queue.is_empty() {
+        while !queue.is_empty() && rt.try_take_worker(limit) {
             // Never wait for more. Quick handlers: take all that is queued
             // (fewer, larger transactions); slower ones: spread it over the
             // workers, so that they run in parallel.
-            let share = if call_time.is_quick() {
+            let share = if rt.call_time.is_quick() {
                 queue.len()
             } else {
                 queue.len().div_ceil(limit)
@@ -187,9 +186,8 @@ pub(crate) async fn dispatcher(
             let n = group.len();
             let shared = Arc::clone(&shared);
             let rt = Arc::clone(&rt);
-            let call_time = Arc::clone(&call_time);
             let handle = running.spawn(async move {
-                match AssertUnwindSafe(process_group(&shared, &rt, &call_time, group))
+                match AssertUnwindSafe(process_group(&shared, &rt, group))
                     .catch_unwind()
                     .await
                 {
@@ -210,6 +208,7 @@ pub(crate) async fn dispatcher(
                 match done {
                     Ok((task, results)) => {
                         groups.remove(&task);
+                        rt.busy.fetch_sub(1, Ordering::SeqCst);
                         in_flight = in_flight.saturating_sub(results.len());
                         let mut rerun = Vec::new();
                         for (id, next) in results {
@@ -236,6 +235,7 @@ pub(crate) async fn dispatcher(
                     }
                     Err(e) => {
                         let n = groups.remove(&e.id()).unwrap_or(0);
+                        rt.busy.fetch_sub(1, Ordering::SeqCst);
                         in_flight = in_flight.saturating_sub(n);
                         finished = n;
                     }
@@ -254,6 +254,8 @@ pub(crate) async fn dispatcher(
                 }
             }
             _ = rt.changed.notified() => {}
+            // A listener's inline store gave its worker back.
+            _ = rt.worker_freed.notified(), if !queue.is_empty() => {}
         }
     }
     // Hand queued events back to any instance, let running ones finish.
@@ -273,6 +275,9 @@ pub(crate) async fn dispatcher(
     while !running.is_empty() {
         tokio::select! {
             done = running.join_next_with_id() => {
+                if done.is_some() {
+                    rt.busy.fetch_sub(1, Ordering::SeqCst);
+                }
                 let n = match done {
                     Some(Ok((task, results))) => {
                         groups.remove(&task);
@@ -288,6 +293,7 @@ pub(crate) async fn dispatcher(
                 tracing::warn!(event_type = %rt.event_type, running = in_flight,
                     "handlers still running after the shutdown grace; abandoning them (rolled back, retried after their lease)");
                 running.abort_all();
+                rt.busy.fetch_sub(running.len(), Ordering::SeqCst);
                 rt.pending.fetch_sub(in_flight, Ordering::SeqCst);
                 break;
             }
@@ -304,7 +310,7 @@ struct Ready {
 }
 
 /// How a job of a group's transaction ended.
-enum Slot {
+pub(crate) enum Slot {
     /// Its handler and its `done` committed.
     Done,
     /// Its handler failed; its writes were rolled back to its savepoint.
@@ -326,12 +332,7 @@ const ROLLBACK_TO: &str = "ROLLBACK TO SAVEPOINT ey_handler";
 /// Processes a group of jobs of one type: decodes them, then runs their
 /// handlers in one transaction (see [`run_group`]) and records the
 /// failures after its commit.
-async fn process_group(
-    shared: &Shared,
-    rt: &TypeRuntime,
-    call_time: &CallTime,
-    jobs: Vec<Job>,
-) -> Vec<(i64, Next)> {
+async fn process_group(shared: &Shared, rt: &TypeRuntime, jobs: Vec<Job>) -> Vec<(i64, Next)> {
     let settings = rt.settings();
     let owner = shared.opts.instance_id.as_str();
     let mode = settings.cfg.process_mode;
@@ -398,7 +399,7 @@ async fn process_group(
         }
         return out;
     };
-    let slots = match run_group(shared, rt, &settings, &handler, call_time, &ready).await {
+    let slots = match run_group(shared, rt, &settings, &handler, &ready).await {
         Ok(slots) => slots,
         Err(e) => {
             out.extend(ready.into_iter().map(|r| again(rt, r.job, &e)));
@@ -440,28 +441,27 @@ async fn finish_failed(
     }
 }
 
-/// The group's transaction: one claim check for all its rows, each handler
-/// call in its own savepoint (released when it is done, rolled back to when
-/// it is not), one `done` update for the rows whose handlers succeeded, one
-/// commit. A handler's writes commit together with its own `done`; a failed
-/// handler's writes are undone without touching the others'.
-///
-/// No savepoints are set for a group of one (a failure rolls back the whole
-/// transaction instead) or for a handler that declares it does not write in
-/// the transaction ([`Handler::uses_transaction`](crate::Handler::uses_transaction)).
-/// Should such a handler touch the transaction and then fail, the
-/// transaction is dropped and the group's other events run again.
+/// The group's transaction: one claim check for all its rows, the handler
+/// calls ([`call_handlers`]), one `done` update for the rows whose handlers
+/// succeeded, one commit. A handler's writes commit together with its own
+/// `done`; a failed handler's writes are undone without touching the others'.
 async fn run_group(
     shared: &Shared,
     rt: &TypeRuntime,
     settings: &TypeSettings,
     handler: &HandlerKind,
-    call_time: &CallTime,
     ready: &[Ready],
 ) -> Result<Vec<Slot>> {
     let owner = shared.opts.instance_id.as_str();
     let backend = shared.db.backend();
     let ids: Vec<i64> = ready.iter().map(|r| r.job.id).collect();
+    let calls: Vec<Call<'_>> = ready
+        .iter()
+        .map(|r| Call {
+            id: r.job.id,
+            msg: &r.msg,
+        })
+        .collect();
     with_pool!(&shared.db, pool => {
         let mut tx = if backend == Backend::Sqlite {
             pool.begin_with("BEGIN IMMEDIATE").await?
@@ -473,121 +473,20 @@ async fn run_group(
             tx.rollback().await?;
             return Ok(ready.iter().map(|_| Slot::Lost).collect());
         }
-        let mut slots: Vec<Slot> = Vec::with_capacity(ready.len());
-        let mut results: Vec<(i64, String)> = Vec::new();
-        let mut abandoned = false;
-        // A savepoint around each call, so that one handler's writes can be
-        // undone alone: needed only when there are others in the
-        // transaction to keep and the handler may write in it. A lone event
-        // is undone by rolling back the whole transaction.
-        let savepoints = ready.len() > 1 && handler.uses_transaction();
-        // Rows answered `Done` by a handler that reached for the transaction
-        // while no savepoint guarded it (a lone event, or a handler that
-        // declared it would not).
-        let mut unguarded_done: Vec<i64> = Vec::new();
-        // Whether `ey_handler` is set. After a rollback to it, it still marks
-        // where the next handler starts; after a `Done`, it is released and
-        // set again.
-        let mut savepoint = false;
-        // The last handler answered `Done` and its savepoint is not released yet.
-        let mut last_done = false;
-        // Releasing the savepoint after a `Done` fails when the handler left
-        // the transaction failed (PostgreSQL: a statement error it did not
-        // report): undo it like a failure, so that the others still commit.
-        macro_rules! release_or_demote {
-            ($sql:expr) => {
-                if let Err(e) = sqlx::Executor::execute(&mut *tx, $sql).await {
-                    sqlx::Executor::execute(&mut *tx, ROLLBACK_TO).await?;
-                    results.pop();
-                    if let Some(s) = slots.iter_mut().rev().find(|s| matches!(s, Slot::Done)) {
-                        *s = Slot::Failed(Attempt::Returned(HandlerOutcome::retry(format!(
-                            "the handler answered done, but its transaction failed: {e}"
-                        ))));
-                    }
-                }
-            };
-        }
-        for r in ready {
-            if abandoned {
-                slots.push(Slot::Rerun);
-                continue;
-            }
-            if !held.contains(&r.job.id) {
-                slots.push(Slot::Lost);
-                continue;
-            }
-            if savepoints {
-                // Raw statements: the release of the previous one travels with it.
-                if last_done {
-                    release_or_demote!("RELEASE SAVEPOINT ey_handler; SAVEPOINT ey_handler");
-                } else if !savepoint {
-                    sqlx::Executor::execute(&mut *tx, "SAVEPOINT ey_handler").await?;
-                }
-                savepoint = true;
-                last_done = false;
-            }
-            let started = Instant::now();
-            let (result, touched) = {
-                let mut ctx = HandlerContext::new(
-                    &mut *tx,
-                    &shared.db,
-                    &settings.cfg,
-                    settings.handler_config.as_deref(),
-                );
-                let result = call(handler, &r.msg, &mut ctx, settings.timeout).await;
-                (result, ctx.touched_transaction())
-            };
-            let took = started.elapsed();
-            shared.stats.observe_handler(&rt.event_type, took, 1);
-            call_time.observe(took);
-            match result {
-                Attempt::Returned(HandlerOutcome::Done { result }) => {
-                    results.push((r.job.id, result));
-                    slots.push(Slot::Done);
-                    last_done = savepoints;
-                    if touched && !savepoints {
-                        unguarded_done.push(r.job.id);
-                    }
-                }
-                Attempt::Returned(other) if savepoints => {
-                    sqlx::Executor::execute(&mut *tx, ROLLBACK_TO).await?;
-                    slots.push(Slot::Failed(Attempt::Returned(other)));
-                }
-                other if savepoints => {
-                    // Interrupted mid-flight: the connection may still be busy
-                    // with the handler's statement. Roll back to the savepoint
-                    // if that finishes soon; otherwise drop the whole
-                    // transaction and run the rest of the group again.
-                    let rolled = tokio::time::timeout(
-                        SAVEPOINT_ROLLBACK_WAIT,
-                        sqlx::Executor::execute(&mut *tx, ROLLBACK_TO),
-                    )
-                    .await;
-                    if !matches!(rolled, Ok(Ok(_))) {
-                        abandoned = true;
-                        rerun_done(&mut slots);
-                    }
-                    slots.push(Slot::Failed(other));
-                }
-                other => {
-                    // No savepoint: what the handler wrote can only be undone
-                    // with the whole transaction. Drop it and run the group's
-                    // other events again. A handler that never reached for
-                    // the transaction left nothing to undo.
-                    if touched {
-                        abandoned = true;
-                        rerun_done(&mut slots);
-                    }
-                    slots.push(Slot::Failed(other));
-                }
-            }
-        }
+        let Calls { mut slots, results, abandoned, unguarded_done } = call_handlers(
+            shared,
+            rt,
+            settings,
+            handler,
+            &calls,
+            &|id| held.contains(&id),
+            false,
+            &mut Tx::from(&mut *tx),
+        )
+        .await?;
         if abandoned {
             drop(tx);
             return Ok(slots);
-        }
-        if last_done {
-            release_or_demote!("RELEASE SAVEPOINT ey_handler");
         }
         if !results.is_empty() {
             let n = match tx.mark_done(owner, &results, Utc::now()).await {
@@ -625,6 +524,159 @@ async fn run_group(
         }
         tx.commit().await?;
         Ok(slots)
+    })
+}
+
+/// One event of a processing transaction: its inbox row and its message.
+pub(crate) struct Call<'a> {
+    pub(crate) id: i64,
+    pub(crate) msg: &'a Message,
+}
+
+/// What the handler calls of a processing transaction left to finish.
+pub(crate) struct Calls {
+    /// One per call, in order.
+    pub(crate) slots: Vec<Slot>,
+    /// `(id, result text)` of the calls that answered `Done`.
+    pub(crate) results: Vec<(i64, String)>,
+    /// The transaction must be dropped, nothing of it committed (its `Done`
+    /// slots are turned into reruns already).
+    pub(crate) abandoned: bool,
+    /// Rows answered `Done` by a handler that reached for the transaction
+    /// while no savepoint guarded it (a lone event, or a handler that
+    /// declared it would not).
+    pub(crate) unguarded_done: Vec<i64>,
+}
+
+/// Calls the handler of each event of `calls`, one after another in the
+/// open transaction `tx`, skipping the ones `held` refuses (`Lost`).
+///
+/// Each call runs in its own savepoint (released when it is done, rolled
+/// back to when it is not), so that one handler's writes can be undone
+/// alone. No savepoints are set for a lone event unless `guard_lone` (a
+/// failure then rolls back the whole transaction instead), nor for a
+/// handler that declares it does not write in the transaction
+/// ([`Handler::uses_transaction`](crate::Handler::uses_transaction)).
+/// Should such a handler touch the transaction and then fail, the
+/// transaction is abandoned and the others run again.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn call_handlers(
+    shared: &Shared,
+    rt: &TypeRuntime,
+    settings: &TypeSettings,
+    handler: &HandlerKind,
+    calls: &[Call<'_>],
+    held: &(dyn Fn(i64) -> bool + Sync),
+    guard_lone: bool,
+    tx: &mut Tx<'_>,
+) -> Result<Calls> {
+    let mut slots: Vec<Slot> = Vec::with_capacity(calls.len());
+    let mut results: Vec<(i64, String)> = Vec::new();
+    let mut abandoned = false;
+    let savepoints = (calls.len() > 1 || guard_lone) && handler.uses_transaction();
+    let mut unguarded_done: Vec<i64> = Vec::new();
+    // Whether `ey_handler` is set. After a rollback to it, it still marks
+    // where the next handler starts; after a `Done`, it is released and
+    // set again.
+    let mut savepoint = false;
+    // The last handler answered `Done` and its savepoint is not released yet.
+    let mut last_done = false;
+    // Releasing the savepoint after a `Done` fails when the handler left
+    // the transaction failed (PostgreSQL: a statement error it did not
+    // report): undo it like a failure, so that the others still commit.
+    macro_rules! release_or_demote {
+        ($sql:expr) => {
+            if let Err(e) = tx.raw($sql).await {
+                tx.raw(ROLLBACK_TO).await?;
+                results.pop();
+                if let Some(s) = slots.iter_mut().rev().find(|s| matches!(s, Slot::Done)) {
+                    *s = Slot::Failed(Attempt::Returned(HandlerOutcome::retry(format!(
+                        "the handler answered done, but its transaction failed: {e}"
+                    ))));
+                }
+            }
+        };
+    }
+    for c in calls {
+        if abandoned {
+            slots.push(Slot::Rerun);
+            continue;
+        }
+        if !held(c.id) {
+            slots.push(Slot::Lost);
+            continue;
+        }
+        if savepoints {
+            // Raw statements: the release of the previous one travels with it.
+            if last_done {
+                release_or_demote!("RELEASE SAVEPOINT ey_handler; SAVEPOINT ey_handler");
+            } else if !savepoint {
+                tx.raw("SAVEPOINT ey_handler").await?;
+            }
+            savepoint = true;
+            last_done = false;
+        }
+        let started = Instant::now();
+        let (result, touched) = {
+            let mut ctx = HandlerContext::new(
+                tx.reborrow(),
+                &shared.db,
+                &settings.cfg,
+                settings.handler_config.as_deref(),
+            );
+            let result = call(handler, c.msg, &mut ctx, settings.timeout).await;
+            (result, ctx.touched_transaction())
+        };
+        let took = started.elapsed();
+        shared.stats.observe_handler(&rt.event_type, took, 1);
+        rt.call_time.observe(took);
+        match result {
+            Attempt::Returned(HandlerOutcome::Done { result }) => {
+                results.push((c.id, result));
+                slots.push(Slot::Done);
+                last_done = savepoints;
+                if touched && !savepoints {
+                    unguarded_done.push(c.id);
+                }
+            }
+            Attempt::Returned(other) if savepoints => {
+                tx.raw(ROLLBACK_TO).await?;
+                slots.push(Slot::Failed(Attempt::Returned(other)));
+            }
+            other if savepoints => {
+                // Interrupted mid-flight: the connection may still be busy
+                // with the handler's statement. Roll back to the savepoint
+                // if that finishes soon; otherwise drop the whole
+                // transaction and run the rest of the group again.
+                let rolled =
+                    tokio::time::timeout(SAVEPOINT_ROLLBACK_WAIT, tx.raw(ROLLBACK_TO)).await;
+                if !matches!(rolled, Ok(Ok(_))) {
+                    abandoned = true;
+                    rerun_done(&mut slots);
+                }
+                slots.push(Slot::Failed(other));
+            }
+            other => {
+                // No savepoint: what the handler wrote can only be undone
+                // with the whole transaction. Drop it and run the group's
+                // other events again. A handler that never reached for
+                // the transaction left nothing to undo.
+                if touched {
+                    abandoned = true;
+                    rerun_done(&mut slots);
+                }
+                slots.push(Slot::Failed(other));
+            }
+        }
+    }
+    if !abandoned && last_done {
+        release_or_demote!("RELEASE SAVEPOINT ey_handler");
+    }
+    Ok(Calls {
+        slots,
+        results,
+        abandoned,
+        unguarded_done,
     })
 }
 

@@ -179,6 +179,7 @@ pub(crate) async fn store_fetched(
     let rows: Vec<NewInboxRow> = events
         .iter()
         .map(|e| NewInboxRow {
+            id: None,
             event_id: e.event_id.clone(),
             event_type: event_type.to_string(),
             producer_id: Some(key.0.clone()),
@@ -186,6 +187,7 @@ pub(crate) async fn store_fetched(
             epoch: Some(i64_of(epoch)),
             seq: Some(i64_of(e.seq)),
             status: InboxStatus::Received,
+            attempts: 0,
             result: None,
             payload: e.payload.clone(),
             processed_at: None,
