@@ -5,6 +5,7 @@
 mod amqp;
 mod failures;
 mod groups;
+mod inline;
 mod modes;
 mod pool;
 mod support;
