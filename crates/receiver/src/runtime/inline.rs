@@ -4,7 +4,8 @@
 //! The usual way stores a micro-batch (`received`, claimed by this
 //! instance), acks it, and hands it to the pool, whose worker then opens a
 //! second transaction: a claim check, the handler calls, a `done` update.
-//! Every event's row is written twice. When the type's handler calls are
+//! Every event's row is written twice. When a backlog builds (micro-batches
+//! at least a quarter full, see [`min_batch`]), the type's handler calls are
 //! quick and one of its `workers` is free, the listener instead stores the micro-batch with its
 //! rows already `done` and calls their handlers in that same transaction,
 //! before the commit and the ack: one write per event, one transaction.
@@ -49,6 +50,12 @@ pub(crate) fn eligible(shared: &Shared, rt: &TypeRuntime, settings: &TypeSetting
         && !settings.cfg.sequenced
         && settings.handler.is_some()
         && rt.call_time.is_quick()
+}
+
+/// The fewest of a type's events in one micro-batch for them to be handled
+/// as they are stored: a quarter of a full micro-batch (`ack_batch`).
+pub(crate) fn min_batch(ack_batch: usize) -> usize {
+    (ack_batch / 4).max(1)
 }
 
 /// What an inline store did.

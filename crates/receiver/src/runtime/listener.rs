@@ -368,7 +368,14 @@ async fn store_inline(
                 })
         })
         .collect();
-    if picks.is_empty() || !rt.try_take_worker(settings.cfg.workers.max(1) as usize) {
+    // Only for a backlog: a micro-batch this full means events arrive faster
+    // than they are stored. A trickle of small micro-batches goes the usual
+    // way, whose store is one statement and whose handler transaction runs
+    // beside the next store: the storing transaction's extra round trips
+    // (begin, id check, commit) would add to every event's latency there.
+    if picks.len() < inline::min_batch(shared.opts.ack_batch)
+        || !rt.try_take_worker(settings.cfg.workers.max(1) as usize)
+    {
         return None;
     }
     let stored = inline::store(shared, rt, &settings, rows, &picks, rows_dec, decoded).await;

@@ -142,9 +142,10 @@ impl ReceiverOptions {
 
     /// Whether a `realtime` type's handlers may be called in the
     /// transaction that stores its micro-batch, before the ack (default
-    /// `true`; PostgreSQL and SQLite). This happens only while the type's
-    /// handler calls take under a millisecond on average and one of its
-    /// `workers` is free
+    /// `true`; PostgreSQL and SQLite). This happens only for a backlog (a
+    /// micro-batch holding at least a quarter of [`ack_batch`](Self::ack_batch)
+    /// events of the type), while the type's handler calls take under a
+    /// millisecond on average, and when one of its `workers` is free
     /// (the store takes that worker); otherwise, or when the transaction
     /// cannot be completed, the micro-batch is stored, acked and handed to
     /// the pool as usual. Each event's row is then written once, already

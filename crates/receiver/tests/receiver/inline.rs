@@ -74,6 +74,12 @@ fn registry(h: &Arc<Quick>) -> HandlerRegistry {
     handlers
 }
 
+/// Micro-batches of at most 4 deliveries: any micro-batch is a "backlog"
+/// (at least a quarter full), so that single events are handled inline.
+fn inline_options(env: &Env) -> eventyard_receiver::ReceiverOptions {
+    env.options().ack_batch(4)
+}
+
 fn inline_count(running: &ReceiverHandle) -> u64 {
     running.stats().get(TYPE).processed_inline
 }
@@ -112,7 +118,7 @@ async fn rows_written_once_in_their_final_state(backend: Backend) {
     )
     .await;
     let quick = Arc::new(Quick::default());
-    let running = env.start(registry(&quick), env.options()).await;
+    let running = env.start(registry(&quick), inline_options(&env)).await;
     let mut done = 0;
     let accounts: Vec<String> = (0..20).map(|i| format!("a{i}")).collect();
     let accounts: Vec<&str> = accounts.iter().map(String::as_str).collect();
@@ -174,7 +180,7 @@ async fn failures_in_the_storing_transaction(backend: Backend) {
     )
     .await;
     let quick = Arc::new(Quick::default());
-    let running = env.start(registry(&quick), env.options()).await;
+    let running = env.start(registry(&quick), inline_options(&env)).await;
     let mut done = 0;
     publish_until_inline(&env, &running, &["w1", "w2", "w3", "w4"], &mut done).await;
 
@@ -250,7 +256,7 @@ async fn a_duplicate_is_not_handled_again_inline() {
     )
     .await;
     let quick = Arc::new(Quick::default());
-    let running = env.start(registry(&quick), env.options()).await;
+    let running = env.start(registry(&quick), inline_options(&env)).await;
     let mut done = 0;
     publish_until_inline(&env, &running, &["w1", "w2", "w3", "w4"], &mut done).await;
 
@@ -311,7 +317,10 @@ async fn inline_handling_off_leaves_every_event_to_the_pool() {
     .await;
     let quick = Arc::new(Quick::default());
     let running = env
-        .start(registry(&quick), env.options().inline_handling(false))
+        .start(
+            registry(&quick),
+            inline_options(&env).inline_handling(false),
+        )
         .await;
     for round in 0..5 {
         for i in 0..10 {
@@ -324,5 +333,27 @@ async fn inline_handling_off_leaves_every_event_to_the_pool() {
     eventually(5, || async { running.stats().get(TYPE).processed == 50 }).await;
     assert_eq!(running.stats().get(TYPE).processed_inline, 0);
     assert_eq!(env.effects().await.len(), 50);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickle_of_events_goes_the_usual_way() {
+    let exchange = unique("ex");
+    let env = Env::in_process(
+        Backend::Postgres,
+        &exchange,
+        vec![receive_row(TYPE, &exchange, "realtime", "record")],
+    )
+    .await;
+    let quick = Arc::new(Quick::default());
+    // Default micro-batches (256): one event at a time is no backlog.
+    let running = env.start(registry(&quick), env.options()).await;
+    for i in 0..20 {
+        env.publish(TYPE, &format!("t{i}")).await;
+        env.wait_status(TYPE, InboxStatus::Done, i + 1, 20).await;
+    }
+    eventually(5, || async { running.stats().get(TYPE).processed == 20 }).await;
+    assert_eq!(inline_count(&running), 0);
+    assert_eq!(env.effects().await.len(), 20);
     running.shutdown().await;
 }
