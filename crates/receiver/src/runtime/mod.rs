@@ -4,7 +4,9 @@
 //!
 //! ```text
 //!  queue ──► listener ──(store micro-batch, then ack_multiple)──► ey_inbox
-//!                 │ realtime rows (claimed by this instance)
+//!                 │ realtime rows (claimed by this instance); for a backlog of
+//!                 │ quick handlers, handled in the storing transaction instead
+//!                 │ (see `inline`)
 //!                 ▼
 //!          pool of `workers` ──► handler in a transaction ──► done | retrying | dead
 //!                 ▲
