@@ -80,6 +80,36 @@ fn inline_options(env: &Env) -> eventyard_receiver::ReceiverOptions {
     env.options().ack_batch(4)
 }
 
+/// A receiver of `TYPE` (realtime, handler [`Quick`]) on a fresh database
+/// of `backend`, started with the options `options` gives.
+struct Setup {
+    exchange: String,
+    env: Env,
+    quick: Arc<Quick>,
+    running: ReceiverHandle,
+}
+
+async fn setup(
+    backend: Backend,
+    options: impl FnOnce(&Env) -> eventyard_receiver::ReceiverOptions,
+) -> Setup {
+    let exchange = unique("ex");
+    let env = Env::in_process(
+        backend,
+        &exchange,
+        vec![receive_row(TYPE, &exchange, "realtime", "record")],
+    )
+    .await;
+    let quick = Arc::new(Quick::default());
+    let running = env.start(registry(&quick), options(&env)).await;
+    Setup {
+        exchange,
+        env,
+        quick,
+        running,
+    }
+}
+
 fn inline_count(running: &ReceiverHandle) -> u64 {
     running.stats().get(TYPE).processed_inline
 }
@@ -110,15 +140,12 @@ async fn publish_until_inline(
 }
 
 async fn rows_written_once_in_their_final_state(backend: Backend) {
-    let exchange = unique("ex");
-    let env = Env::in_process(
-        backend,
-        &exchange,
-        vec![receive_row(TYPE, &exchange, "realtime", "record")],
-    )
-    .await;
-    let quick = Arc::new(Quick::default());
-    let running = env.start(registry(&quick), inline_options(&env)).await;
+    let Setup {
+        env,
+        quick,
+        running,
+        ..
+    } = setup(backend, inline_options).await;
     let mut done = 0;
     let accounts: Vec<String> = (0..20).map(|i| format!("a{i}")).collect();
     let accounts: Vec<&str> = accounts.iter().map(String::as_str).collect();
@@ -172,15 +199,12 @@ async fn inline_rows_are_written_once_in_their_final_state_sqlite() {
 }
 
 async fn failures_in_the_storing_transaction(backend: Backend) {
-    let exchange = unique("ex");
-    let env = Env::in_process(
-        backend,
-        &exchange,
-        vec![receive_row(TYPE, &exchange, "realtime", "record")],
-    )
-    .await;
-    let quick = Arc::new(Quick::default());
-    let running = env.start(registry(&quick), inline_options(&env)).await;
+    let Setup {
+        env,
+        quick,
+        running,
+        ..
+    } = setup(backend, inline_options).await;
     let mut done = 0;
     publish_until_inline(&env, &running, &["w1", "w2", "w3", "w4"], &mut done).await;
 
@@ -248,15 +272,12 @@ async fn inline_failures_roll_back_alone_and_are_retried_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duplicate_is_not_handled_again_inline() {
-    let exchange = unique("ex");
-    let env = Env::in_process(
-        Backend::Postgres,
-        &exchange,
-        vec![receive_row(TYPE, &exchange, "realtime", "record")],
-    )
-    .await;
-    let quick = Arc::new(Quick::default());
-    let running = env.start(registry(&quick), inline_options(&env)).await;
+    let Setup {
+        exchange,
+        env,
+        quick,
+        running,
+    } = setup(Backend::Postgres, inline_options).await;
     let mut done = 0;
     publish_until_inline(&env, &running, &["w1", "w2", "w3", "w4"], &mut done).await;
 
@@ -308,20 +329,10 @@ async fn a_duplicate_is_not_handled_again_inline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inline_handling_off_leaves_every_event_to_the_pool() {
-    let exchange = unique("ex");
-    let env = Env::in_process(
-        Backend::Sqlite,
-        &exchange,
-        vec![receive_row(TYPE, &exchange, "realtime", "record")],
-    )
+    let Setup { env, running, .. } = setup(Backend::Sqlite, |env| {
+        inline_options(env).inline_handling(false)
+    })
     .await;
-    let quick = Arc::new(Quick::default());
-    let running = env
-        .start(
-            registry(&quick),
-            inline_options(&env).inline_handling(false),
-        )
-        .await;
     for round in 0..5 {
         for i in 0..10 {
             env.publish(TYPE, &format!("{round}-{i}")).await;
@@ -338,16 +349,8 @@ async fn inline_handling_off_leaves_every_event_to_the_pool() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trickle_of_events_goes_the_usual_way() {
-    let exchange = unique("ex");
-    let env = Env::in_process(
-        Backend::Postgres,
-        &exchange,
-        vec![receive_row(TYPE, &exchange, "realtime", "record")],
-    )
-    .await;
-    let quick = Arc::new(Quick::default());
     // Default micro-batches (256): one event at a time is no backlog.
-    let running = env.start(registry(&quick), env.options()).await;
+    let Setup { env, running, .. } = setup(Backend::Postgres, Env::options).await;
     for i in 0..20 {
         env.publish(TYPE, &format!("t{i}")).await;
         env.wait_status(TYPE, InboxStatus::Done, i + 1, 20).await;
