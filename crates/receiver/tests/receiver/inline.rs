@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use eventyard_core::db::Backend;
+use eventyard_core::db::{Backend, Db};
 use eventyard_core::envelope::{self, Body, Envelope};
 use eventyard_core::Compression;
 use eventyard_receiver::{
@@ -40,6 +40,26 @@ impl Handler for Quick {
             .lock()
             .unwrap()
             .push((msg.event_id.clone(), msg.inbox_id, msg.attempt));
+        let account = msg.fields.get_str("account").unwrap_or("");
+        if account == "race" {
+            // Another instance stores this event meanwhile, between the id
+            // check and the insert (its own connection, committed at once).
+            if let Db::Postgres(pool) = ctx.db().clone() {
+                sqlx::query(
+                    "INSERT INTO ey_inbox (event_id, event_type, subscriber, status, payload, \
+                     claimed_by, claimed_until) VALUES ($1, $2, $3, 'received', $4, \
+                     'other-instance', now() + interval '1 hour') \
+                     ON CONFLICT (subscriber, event_id) DO NOTHING",
+                )
+                .bind(&msg.event_id)
+                .bind(&msg.event_type)
+                .bind(&msg.subscriber)
+                .bind(b"stored elsewhere".as_slice())
+                .execute(&pool)
+                .await
+                .unwrap();
+            }
+        }
         if let Err(e) = ctx
             .execute(
                 "INSERT INTO effects (event_id, note) VALUES ($1, $2)",
@@ -49,7 +69,6 @@ impl Handler for Quick {
         {
             return HandlerOutcome::fail(format!("effect insert failed: {e}"));
         }
-        let account = msg.fields.get_str("account").unwrap_or("");
         match (account, msg.attempt) {
             ("fail", _) => HandlerOutcome::fail("refused"),
             ("retry", 1) => HandlerOutcome::retry("not yet"),
@@ -358,5 +377,51 @@ async fn a_trickle_of_events_goes_the_usual_way() {
     eventually(5, || async { running.stats().get(TYPE).processed == 20 }).await;
     assert_eq!(inline_count(&running), 0);
     assert_eq!(env.effects().await.len(), 20);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_another_instance_stores_meanwhile_is_left_to_it() {
+    let Setup {
+        env,
+        quick,
+        running,
+        ..
+    } = setup(Backend::Postgres, inline_options).await;
+    let mut done = 0;
+    publish_until_inline(&env, &running, &["w1", "w2", "w3", "w4"], &mut done).await;
+    // Until a `race` event is handled in its storing transaction (one
+    // handled by the pool finds its own row stored and is simply done).
+    let mut raced = None;
+    for _ in 0..10 {
+        let before = running.stats().get(TYPE);
+        let race = env.publish(TYPE, "race").await;
+        eventually(10, || async {
+            let stats = running.stats().get(TYPE);
+            stats.duplicates > before.duplicates || stats.processed > before.processed
+        })
+        .await;
+        if running.stats().get(TYPE).duplicates > before.duplicates {
+            raced = Some((race, before));
+            break;
+        }
+    }
+    let (race, before) = raced.expect("no `race` event was handled in its storing transaction");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Called once, in the storing transaction, which was then dropped: its
+    // write is gone, and the row is the other instance's, left to it.
+    assert_eq!(quick.calls_per_event().get(&race), Some(&1));
+    assert!(!env.effects().await.contains(&race));
+    let row = env
+        .inbox()
+        .get(Some(SUBSCRIBER), &race)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.status, "received");
+    assert_eq!(row.claimed_by.as_deref(), Some("other-instance"));
+    let after = running.stats().get(TYPE);
+    assert_eq!(after.processed_inline, before.processed_inline);
+    assert_eq!(after.processed, before.processed);
     running.shutdown().await;
 }
