@@ -6,22 +6,25 @@
 //! second transaction: a claim check, the handler calls, a `done` update.
 //! Every event's row is written twice. When a backlog builds (micro-batches
 //! at least a quarter full, see [`min_batch`]), the type's handler calls are
-//! quick and one of its `workers` is free, the listener instead stores the micro-batch with its
-//! rows already `done` and calls their handlers in that same transaction,
-//! before the commit and the ack: one write per event, one transaction.
+//! quick and one of its `workers` is free, the listener instead stores the
+//! micro-batch with its rows already `done` and calls their handlers in that
+//! same transaction, before the commit and the ack: one write per event,
+//! one transaction.
 //!
 //! The transaction first takes row ids for the events not stored yet
 //! (those already stored are duplicates: no handler call), then calls their
 //! handlers, then inserts every row in its final state: `done` with its
 //! result, or, for a failed handler (its writes rolled back to its
 //! savepoint), a claimed `received` row whose failure is recorded after the
-//! commit like any other. Nothing is acked before it is committed, and
-//! nothing is lost or handled twice: a crash before the commit leaves
-//! nothing stored and the broker redelivers; should another instance store
-//! one of the events between the id check and the insert, the insert skips
-//! it and the whole transaction is dropped. A dropped transaction (that
-//! race, a handler interrupted in a statement that does not stop, a
-//! database error) leaves the micro-batch to be stored the usual way.
+//! commit like any other. Nothing is acked before it is committed, nothing
+//! is lost, and no handler's writes commit twice: a crash before the commit
+//! leaves nothing stored and the broker redelivers; should another instance
+//! store one of the events between the id check and the insert, the insert
+//! skips it and the whole transaction is dropped, the handlers' writes with
+//! it (what a handler did outside the transaction may then happen again,
+//! as after any interrupted attempt). A dropped transaction (that race, a
+//! handler interrupted in a statement that does not stop, a database error)
+//! leaves the micro-batch to be stored the usual way.
 
 use std::collections::{HashMap, HashSet};
 

@@ -33,8 +33,8 @@ impl ReceiverOptions {
     /// event type, a 30 s handler timeout, 60 s claim leases, retries polled
     /// every second, prefetch 500, stores of up to 256 deliveries acked
     /// together after at most 1 ms of waiting for more, batches of 500,
-    /// realtime groups of up to 256 queued events per transaction, quick
-    /// handlers called in the storing transaction,
+    /// realtime groups of up to 256 queued events per transaction, a
+    /// backlog of quick handlers handled in the storing transaction,
     /// 30 s to drain handlers on shutdown, backoff capped at one hour, and
     /// the default envelope [`Limits`].
     pub fn new(subscriber: impl Into<String>) -> Self {
