@@ -1065,8 +1065,9 @@ impl FreshIds for sqlx::SqliteConnection {
     }
 }
 
-/// MySQL: not done (see the PostgreSQL and SQLite ones); the caller stores
-/// the usual way.
+/// MySQL: no ids are taken beforehand (its insert cannot tell its own rows
+/// from a concurrent instance's). The receiver does not ask on MySQL (see
+/// `runtime::inline::eligible`); `None` makes any caller store the usual way.
 #[cfg(feature = "mysql")]
 impl FreshIds for sqlx::MySqlConnection {
     async fn fresh_ids(

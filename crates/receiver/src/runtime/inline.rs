@@ -73,19 +73,9 @@ pub(crate) struct Stored {
     pub(crate) failed: Vec<(i64, Attempt)>,
 }
 
-/// The state columns of a row, to put back when the transaction is dropped.
-type RowState = (
-    Option<i64>,
-    InboxStatus,
-    i32,
-    Option<String>,
-    Option<chrono::DateTime<Utc>>,
-    Option<(String, chrono::DateTime<Utc>)>,
-);
-
 /// Stores `rows` in one transaction and calls, in it, the handlers of the
 /// rows `picks` (indices into `rows`; `rows_dec[j]` is row `j`'s entry in
-/// `decoded`, whose message it is).
+/// `decoded`, whose message it is, and whose row `rows[j]` is a copy of).
 ///
 /// Returns `None` (and `rows` as they were) when the transaction was
 /// dropped: the caller stores the rows the usual way.
@@ -98,33 +88,15 @@ pub(crate) async fn store(
     rows_dec: &[usize],
     decoded: &mut [Decoded],
 ) -> Result<Option<Stored>> {
-    let usual: Vec<(usize, RowState)> = picks
-        .iter()
-        .filter_map(|&j| {
-            let r = rows.get(j)?;
-            Some((
-                j,
-                (
-                    r.id,
-                    r.status,
-                    r.attempts,
-                    r.result.clone(),
-                    r.processed_at,
-                    r.claim.clone(),
-                ),
-            ))
-        })
-        .collect();
     let got = run(shared, rt, settings, rows, picks, rows_dec, decoded).await;
     if !matches!(got, Ok(Some(_))) {
-        for (j, (id, status, attempts, result, processed_at, claim)) in usual {
-            if let Some(r) = rows.get_mut(j) {
-                r.id = id;
-                r.status = status;
-                r.attempts = attempts;
-                r.result = result;
-                r.processed_at = processed_at;
-                r.claim = claim;
+        // Back to the rows as decoded (those the usual way stores).
+        for &j in picks {
+            if let (Some(r), Some(d)) = (
+                rows.get_mut(j),
+                rows_dec.get(j).and_then(|&k| decoded.get(k)),
+            ) {
+                r.clone_from(&d.row);
             }
         }
     }

@@ -204,11 +204,12 @@ pub(crate) async fn dispatcher(
         tokio::select! {
             _ = super::stopped(&mut stop) => break,
             Some(done) = running.join_next_with_id(), if !running.is_empty() => {
+                // Its worker is free again.
+                rt.busy.fetch_sub(1, Ordering::SeqCst);
                 let mut finished = 0usize;
                 match done {
                     Ok((task, results)) => {
                         groups.remove(&task);
-                        rt.busy.fetch_sub(1, Ordering::SeqCst);
                         in_flight = in_flight.saturating_sub(results.len());
                         let mut rerun = Vec::new();
                         for (id, next) in results {
@@ -235,7 +236,6 @@ pub(crate) async fn dispatcher(
                     }
                     Err(e) => {
                         let n = groups.remove(&e.id()).unwrap_or(0);
-                        rt.busy.fetch_sub(1, Ordering::SeqCst);
                         in_flight = in_flight.saturating_sub(n);
                         finished = n;
                     }
