@@ -55,11 +55,6 @@ pub(crate) struct Services {
     /// Upper bound on each timed phase; a phase that takes longer fails the run.
     #[arg(long, default_value_t = 600)]
     pub(crate) phase_timeout_secs: u64,
-    /// eventyard's receivers never call handlers in the transaction that
-    /// stores a micro-batch: every event is stored, acked and handed to
-    /// the pool (`ReceiverOptions::inline_handling(false)`), for comparing.
-    #[arg(long)]
-    pub(crate) no_inline: bool,
 }
 
 impl Services {
@@ -411,6 +406,22 @@ pub(crate) struct Ratio {
     pub(crate) value: f64,
     /// The minimum it should reach, if there is a target.
     pub(crate) target: Option<f64>,
+}
+
+/// Refuses a `--skip` entry that is not one of `phases`.
+pub(crate) fn check_skip(skip: &[String], phases: &[&str]) -> Result<()> {
+    match skip.iter().find(|s| !phases.contains(&s.as_str())) {
+        Some(bad) => Err(fail(format!(
+            "--skip: unknown phase `{bad}` (phases: {})",
+            phases.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Whether `phase` runs: `--skip` does not name it.
+pub(crate) fn runs(skip: &[String], phase: &str) -> bool {
+    !skip.iter().any(|s| s == phase)
 }
 
 /// The ratios `(name, numerator key, denominator key, target)` whose two

@@ -75,6 +75,12 @@ pub(crate) struct E2eArgs {
     #[arg(long, default_value_t = 8)]
     pub(crate) workers: i32,
 
+    /// eventyard's receiver never calls handlers in the transaction that
+    /// stores a micro-batch (`ReceiverOptions::inline_handling(false)`),
+    /// for comparing.
+    #[arg(long)]
+    pub(crate) no_inline: bool,
+
     /// Rate and length.
     #[command(flatten)]
     pub(crate) params: E2eParams,
@@ -208,6 +214,7 @@ async fn measure(args: &E2eArgs, db: &ScratchDb, broker: &mut Broker) -> Result<
             workers: args.workers,
         }],
         Some(E2E),
+        !args.no_inline,
     )
     .await?;
     let outcome = args

@@ -70,6 +70,7 @@ async fn all(args: AllArgs) -> common::Result<()> {
         services: args.receive.services.clone(),
         body_bytes: args.receive.body_bytes,
         workers: args.receive.workers,
+        no_inline: args.receive.no_inline,
         params: args.e2e,
     };
     let result = e2e::run_collect(&e2e_args).await?;

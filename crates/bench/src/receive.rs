@@ -96,6 +96,11 @@ pub(crate) struct ReceiveArgs {
     /// skipped phase are not printed.
     #[arg(long, value_delimiter = ',')]
     pub(crate) skip: Vec<String>,
+    /// eventyard's receiver never calls handlers in the transaction that
+    /// stores a micro-batch: every event is stored, acked and handed to
+    /// the pool (`ReceiverOptions::inline_handling(false)`), for comparing.
+    #[arg(long)]
+    pub(crate) no_inline: bool,
 }
 
 /// The phases of `receive`, by key.
@@ -103,7 +108,7 @@ const RECEIVE_PHASES: [&str; 4] = ["a0", "a", "b", "b'"];
 
 impl ReceiveArgs {
     fn runs(&self, phase: &str) -> bool {
-        !self.skip.iter().any(|s| s == phase)
+        crate::common::runs(&self.skip, phase)
     }
 }
 
@@ -148,15 +153,7 @@ pub(crate) async fn run_collect(args: &ReceiveArgs) -> Result<Vec<Measurement>> 
             "--messages, --raw-ack-every, --naive-consumers, --workers and --prefetch must be positive",
         ));
     }
-    if let Some(bad) = args
-        .skip
-        .iter()
-        .find(|s| !RECEIVE_PHASES.contains(&s.as_str()))
-    {
-        return Err(fail(format!(
-            "--skip: unknown phase `{bad}` (phases: a0, a, b, b')"
-        )));
-    }
+    crate::common::check_skip(&args.skip, &RECEIVE_PHASES)?;
     args.services.check_loopback()?;
     let db = ScratchDb::create(&args.services).await?;
     let mut broker = match Broker::connect(&args.services.amqp_url).await {
@@ -241,6 +238,7 @@ async fn phases(
             },
         ],
         None,
+        !args.no_inline,
     )
     .await?;
     let result = async {
@@ -615,12 +613,14 @@ pub(crate) struct EventyardRx {
 impl EventyardRx {
     /// Writes the config rows and starts the watcher and the transport.
     /// `send` names an event type whose send row is `realtime` with `persist`
-    /// (for `e2e`).
+    /// (for `e2e`); `inline`: whether its receivers may handle a backlog in
+    /// the storing transaction.
     pub(crate) async fn start(
         services: &Services,
         db: &ScratchDb,
         specs: &[ReceiveSpec],
         send: Option<&str>,
+        inline: bool,
     ) -> Result<EventyardRx> {
         let store = Arc::new(ConfigStore::new(db.db.clone()));
         let mut routes = Vec::new();
@@ -673,7 +673,7 @@ impl EventyardRx {
             transport,
             db: db.db.clone(),
             routes,
-            inline: !services.no_inline,
+            inline,
         })
     }
 

@@ -107,7 +107,7 @@ const SEND_PHASES: [&str; 4] = ["a", "a'", "b", "c"];
 
 impl SendArgs {
     fn runs(&self, phase: &str) -> bool {
-        !self.skip.iter().any(|s| s == phase)
+        crate::common::runs(&self.skip, phase)
     }
 }
 
@@ -129,15 +129,7 @@ pub(crate) async fn run(args: SendArgs) -> Result<()> {
             "--raw-channels, --raw-in-flight and --batch-size must be positive",
         ));
     }
-    if let Some(bad) = args
-        .skip
-        .iter()
-        .find(|s| !SEND_PHASES.contains(&s.as_str()))
-    {
-        return Err(fail(format!(
-            "--skip: unknown phase `{bad}` (phases: a, a', b, c)"
-        )));
-    }
+    crate::common::check_skip(&args.skip, &SEND_PHASES)?;
     let compression: Compression = args
         .compression
         .parse()
