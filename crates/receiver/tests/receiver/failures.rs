@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use eventyard_core::db::Backend;
 use eventyard_core::envelope::{self, Body, Envelope};
-use eventyard_core::Compression;
 use eventyard_receiver::{HandlerOutcome, HandlerRegistry, InboxStatus, ReplayRequest};
 use eventyard_transport::{OutgoingMessage, Transport};
 
@@ -144,14 +143,7 @@ async fn the_same_envelope_twice_is_processed_once() {
     let handlers = recorder.handlers();
     let running = env.start(handlers, env.options()).await;
 
-    let env_ = Envelope::builder("ACCT.OPENED", "CORE")
-        .compression(Compression::Gzip)
-        .build(Body::Xml(
-            "<ACCT.OPENED><account>7</account><name>n</name></ACCT.OPENED>".into(),
-        ));
-    let id = env_.header.event_id.to_string();
-    let bytes = envelope::pack(&env_).unwrap();
-    let msg = OutgoingMessage::new(&exchange, "ACCT.OPENED", &id, "ACCT.OPENED", bytes);
+    let (id, msg) = packed_message(&exchange, "ACCT.OPENED", "7");
     env.transport.publish(msg.clone()).await.unwrap();
     env.wait_status("ACCT.OPENED", InboxStatus::Done, 1, 10)
         .await;

@@ -11,12 +11,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use eventyard_core::db::{Backend, Db};
-use eventyard_core::envelope::{self, Body, Envelope};
-use eventyard_core::Compression;
 use eventyard_receiver::{
     Handler, HandlerContext, HandlerOutcome, HandlerRegistry, InboxStatus, Message, ReceiverHandle,
 };
-use eventyard_transport::OutgoingMessage;
 
 use crate::support::*;
 
@@ -135,27 +132,41 @@ fn inline_count(running: &ReceiverHandle) -> u64 {
 
 /// Publishes rounds of `accounts` until at least one round was handled in
 /// the storing transaction (the first events teach the receiver that the
-/// handler is quick); returns the event ids of the last round.
+/// handler is quick); `done_so_far` counts the events published.
 async fn publish_until_inline(
     env: &Env,
     running: &ReceiverHandle,
     accounts: &[&str],
     done_so_far: &mut i64,
-) -> Vec<String> {
+) {
     for _ in 0..30 {
         let before = inline_count(running);
-        let mut ids = Vec::new();
         for a in accounts {
-            ids.push(env.publish(TYPE, a).await);
+            env.publish(TYPE, a).await;
         }
         *done_so_far += accounts.len() as i64;
         env.wait_status(TYPE, InboxStatus::Done, *done_so_far, 20)
             .await;
         if inline_count(running) > before {
-            return ids;
+            return;
         }
     }
     panic!("no micro-batch was handled in its storing transaction");
+}
+
+/// [`setup`] with [`inline_options`], once micro-batches are handled in
+/// their storing transaction; with the number of events `done` by then.
+async fn warmed_up(backend: Backend) -> (Setup, i64) {
+    let setup = setup(backend, inline_options).await;
+    let mut done = 0;
+    publish_until_inline(
+        &setup.env,
+        &setup.running,
+        &["w1", "w2", "w3", "w4"],
+        &mut done,
+    )
+    .await;
+    (setup, done)
 }
 
 async fn rows_written_once_in_their_final_state(backend: Backend) {
@@ -218,14 +229,15 @@ async fn inline_rows_are_written_once_in_their_final_state_sqlite() {
 }
 
 async fn failures_in_the_storing_transaction(backend: Backend) {
-    let Setup {
-        env,
-        quick,
-        running,
-        ..
-    } = setup(backend, inline_options).await;
-    let mut done = 0;
-    publish_until_inline(&env, &running, &["w1", "w2", "w3", "w4"], &mut done).await;
+    let (
+        Setup {
+            env,
+            quick,
+            running,
+            ..
+        },
+        mut done,
+    ) = warmed_up(backend).await;
 
     // Until a round with the failing events is handled inline.
     let mut round = None;
@@ -291,26 +303,21 @@ async fn inline_failures_roll_back_alone_and_are_retried_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duplicate_is_not_handled_again_inline() {
-    let Setup {
-        exchange,
-        env,
-        quick,
-        running,
-    } = setup(Backend::Postgres, inline_options).await;
-    let mut done = 0;
-    publish_until_inline(&env, &running, &["w1", "w2", "w3", "w4"], &mut done).await;
+    let (
+        Setup {
+            exchange,
+            env,
+            quick,
+            running,
+        },
+        mut done,
+    ) = warmed_up(Backend::Postgres).await;
 
     // Rounds until one is handled (at least in part) in its storing
     // transaction; every round must handle its event once.
     let mut handled_inline = false;
     for round in 0..10 {
-        let env_ = Envelope::builder(TYPE, "CORE")
-            .compression(Compression::Gzip)
-            .build(Body::Xml(format!(
-                "<{TYPE}><account>7</account><name>n</name></{TYPE}>"
-            )));
-        let id = env_.header.event_id.to_string();
-        let msg = OutgoingMessage::new(&exchange, TYPE, &id, TYPE, envelope::pack(&env_).unwrap());
+        let (id, msg) = packed_message(&exchange, TYPE, "7");
         let before = inline_count(&running);
         let duplicates = running.stats().get(TYPE).duplicates;
         env.transport.publish(msg.clone()).await.unwrap();
@@ -382,14 +389,15 @@ async fn a_trickle_of_events_goes_the_usual_way() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_another_instance_stores_meanwhile_is_left_to_it() {
-    let Setup {
-        env,
-        quick,
-        running,
-        ..
-    } = setup(Backend::Postgres, inline_options).await;
-    let mut done = 0;
-    publish_until_inline(&env, &running, &["w1", "w2", "w3", "w4"], &mut done).await;
+    let (
+        Setup {
+            env,
+            quick,
+            running,
+            ..
+        },
+        _,
+    ) = warmed_up(Backend::Postgres).await;
     // Until a `race` event is handled in its storing transaction (one
     // handled by the pool finds its own row stored and is simply done).
     let mut raced = None;

@@ -14,14 +14,16 @@ use eventyard_core::config::{
     Catalog, ConfigStore, ConfigWatcher, RawReceiveRow, RawSendRow, StaticCatalog, WatchOptions,
 };
 use eventyard_core::db::{Backend, Db, DbOptions};
+use eventyard_core::envelope::{Body, Envelope};
 use eventyard_core::with_pool;
+use eventyard_core::Compression;
 use eventyard_receiver::{
     Handler, HandlerContext, HandlerOutcome, HandlerRegistry, Inbox, InboxRow, InboxStatus,
     Message, Receiver, ReceiverHandle, ReceiverOptions,
 };
 use eventyard_sender::{Outbox, Publisher, PublisherOptions};
 use eventyard_testkit::TestDb;
-use eventyard_transport::{InProcessTransport, Transport};
+use eventyard_transport::{InProcessTransport, OutgoingMessage, Transport};
 
 pub const SUBSCRIBER: &str = "BILLING";
 
@@ -226,6 +228,25 @@ impl Env {
             .unwrap()
             .event_id
     }
+}
+
+/// A gzip envelope of `event_type` for `account`, packed into a message to
+/// `exchange` that can be published as it is, again and again (the same
+/// event id every time): `(event id, message)`.
+pub fn packed_message(
+    exchange: &str,
+    event_type: &str,
+    account: &str,
+) -> (String, OutgoingMessage) {
+    let envelope = Envelope::builder(event_type, "CORE")
+        .compression(Compression::Gzip)
+        .build(Body::Xml(format!(
+            "<{event_type}><account>{account}</account><name>n</name></{event_type}>"
+        )));
+    let id = envelope.header.event_id.to_string();
+    let bytes = eventyard_core::envelope::pack(&envelope).unwrap();
+    let msg = OutgoingMessage::new(exchange, event_type, &id, event_type, bytes);
+    (id, msg)
 }
 
 pub async fn sqlx_exec(db: &Db, sql: &str) {
