@@ -852,13 +852,26 @@ fn one_result(results: &[(i64, String)]) -> Option<&str> {
         .then_some(first.as_str())
 }
 
+/// [`HELD`] on PostgreSQL, locking the rows, for the ids of the array `$2`.
+///
+/// Each id is one probe of the primary key: the lateral subquery with its
+/// `LIMIT` cannot be flattened. As `… AND id = ANY($2) FOR UPDATE` it was
+/// planned, while the table's statistics were stale (a new or fast-growing
+/// inbox), as a scan of the claim index over every unfinished row of every
+/// subscriber, filtered by id: 17 ms instead of 0.6 ms for 256 ids among
+/// 100,000 unfinished rows.
+#[cfg(feature = "postgres")]
+const PG_LOCK_HELD: &str = "SELECT h.id FROM UNNEST($2::int8[]) AS u(id) \
+     CROSS JOIN LATERAL (SELECT i.id FROM ey_inbox i WHERE i.id = u.id AND i.claimed_by = $1 \
+     AND i.status IN ('received', 'retrying') LIMIT 1 FOR UPDATE) h";
+
 /// PostgreSQL: the ids travel as one array, so each statement is prepared
 /// once whatever the group's size (a list of ids would be a new statement
 /// to parse and plan for every size).
 #[cfg(feature = "postgres")]
 impl ClaimedRows for sqlx::PgConnection {
     async fn lock_held(&mut self, owner: &str, ids: &[i64]) -> Result<HashSet<i64>> {
-        let held = sqlx::query_scalar::<_, i64>(&format!("{HELD} AND id = ANY($2) FOR UPDATE"))
+        let held = sqlx::query_scalar::<_, i64>(PG_LOCK_HELD)
             .bind(owner)
             .bind(ids)
             .fetch_all(self)
@@ -1158,5 +1171,73 @@ mod tests {
         // Another subscriber has stored none of them.
         let other = conn.fresh_ids("OTHER", &wanted).await.unwrap().unwrap();
         assert_eq!(other.len(), wanted.len());
+    }
+
+    /// The group's claim check probes the primary key once per id, while
+    /// the planner thinks there are few unfinished rows (statistics not yet
+    /// gathered) and in a cached generic plan; it locks and returns the
+    /// rows still held, no others.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_claim_check_probes_the_primary_key_whatever_the_statistics() {
+        let t = TestDb::migrated(Backend::Postgres).await;
+        let Db::Postgres(pool) = &t.db else {
+            unreachable!("a PostgreSQL test database")
+        };
+        let mut conn = pool.acquire().await.unwrap();
+        // 20,000 unfinished rows held by `me`, never analyzed; the last
+        // one finished, the one before held by someone else.
+        sqlx::query(
+            "INSERT INTO ey_inbox (event_id, event_type, subscriber, status, payload, claimed_by) \
+             SELECT 'e' || g, 'T', 'S', 'received', '\\x00', 'me' FROM generate_series(1, 20000) g",
+        )
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        sqlx::query("UPDATE ey_inbox SET status = 'done', claimed_by = NULL WHERE id = 20000")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE ey_inbox SET claimed_by = 'other' WHERE id = 19999")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let ids: Vec<i64> = (19_990..=20_000).collect();
+        for mode in ["force_custom_plan", "force_generic_plan"] {
+            sqlx::query(&format!("SET plan_cache_mode = {mode}"))
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+            let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {PG_LOCK_HELD}"))
+                .persistent(false)
+                .bind("me")
+                .bind(&ids)
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap();
+            let plan = plan.join("\n");
+            assert!(
+                plan.contains("Index Cond: (id = u.id)"),
+                "{mode}: each id is one probe of the primary key:\n{plan}"
+            );
+            assert!(
+                !plan.contains("ey_inbox_claim_idx"),
+                "{mode}: no scan of the unfinished rows:\n{plan}"
+            );
+        }
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
+        let held = tx.lock_held("me", &ids).await.unwrap();
+        let expected: HashSet<i64> = (19_990..19_999).collect();
+        assert_eq!(held, expected);
+        // Locked: another transaction cannot take them now.
+        let mut other = pool.acquire().await.unwrap();
+        let free: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM ey_inbox WHERE id = ANY($1) ORDER BY id FOR UPDATE SKIP LOCKED",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *other)
+        .await
+        .unwrap();
+        assert_eq!(free, vec![19_999, 20_000]);
+        tx.rollback().await.unwrap();
     }
 }
