@@ -5,7 +5,8 @@
 //! about 500 bytes, uncompressed) with its own event id; then the timed
 //! consumer drains it:
 //!
-//! - (a0) raw lapin: one consumer, prefetch 500, acks with `multiple` every
+//! - (a0) raw lapin: one consumer, prefetch 1,000 (as eventyard's receiver),
+//!   acks with `multiple` every
 //!   `--raw-ack-every` deliveries and at the last one — the broker's ceiling.
 //! - (a) naive store-then-ack: `--naive-consumers` lapin consumers, each
 //!   doing one autocommit `INSERT` per message into a plain table, then
@@ -67,8 +68,8 @@ pub(crate) struct ReceiveArgs {
     pub(crate) body_bytes: usize,
 
     /// Prefetch of the lapin consumers in (a0) and (a) (eventyard's
-    /// receiver uses its own default, 500).
-    #[arg(long, default_value_t = 500)]
+    /// receiver uses its own default, also 1,000).
+    #[arg(long, default_value_t = 1000)]
     pub(crate) prefetch: u16,
 
     /// (a0) acks with `multiple` every this many deliveries (1: one ack per

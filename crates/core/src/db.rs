@@ -49,6 +49,7 @@ pub struct DbOptions {
     max_connections: u32,
     acquire_timeout: Duration,
     sqlite_busy_timeout: Duration,
+    ping_idle_after: Duration,
 }
 
 impl Default for DbOptions {
@@ -57,6 +58,7 @@ impl Default for DbOptions {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(10),
             sqlite_busy_timeout: Duration::from_secs(10),
+            ping_idle_after: Duration::from_secs(1),
         }
     }
 }
@@ -78,6 +80,40 @@ impl DbOptions {
     pub fn sqlite_busy_timeout(mut self, d: Duration) -> Self {
         self.sqlite_busy_timeout = d;
         self
+    }
+
+    /// A pooled connection idle for at least this long is checked with a
+    /// round trip before it is handed out, and replaced if the server no
+    /// longer answers on it (default 1 s).
+    ///
+    /// Every connection is also checked as it goes back to the pool, so one
+    /// reused sooner was answering a moment ago: checking it again would
+    /// add a round trip to every statement and transaction of a busy
+    /// process (what sqlx does by default). The cost of the shorter check:
+    /// a database restart within that moment fails the next statement on
+    /// such a connection once, as a restart during a statement would.
+    /// `Duration::ZERO` checks every connection before every use.
+    pub fn ping_idle_after(mut self, d: Duration) -> Self {
+        self.ping_idle_after = d;
+        self
+    }
+
+    /// sqlx pool options with these settings.
+    fn pool<DB: sqlx::Database>(&self) -> sqlx::pool::PoolOptions<DB> {
+        let ping_after = self.ping_idle_after;
+        sqlx::pool::PoolOptions::<DB>::new()
+            .max_connections(self.max_connections)
+            .acquire_timeout(self.acquire_timeout)
+            .test_before_acquire(false)
+            .before_acquire(move |conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= ping_after {
+                        // An error closes the connection; the pool opens another.
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
     }
 }
 
@@ -136,11 +172,7 @@ impl Db {
             #[cfg(feature = "postgres")]
             Backend::Postgres => {
                 let opts = sqlx::postgres::PgConnectOptions::from_str(url)?;
-                let pool = sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(options.max_connections)
-                    .acquire_timeout(options.acquire_timeout)
-                    .connect_with(opts)
-                    .await?;
+                let pool = options.pool::<sqlx::Postgres>().connect_with(opts).await?;
                 Ok(Db::Postgres(pool))
             }
             #[cfg(feature = "mysql")]
@@ -150,11 +182,7 @@ impl Db {
                     None => Cow::Borrowed(url),
                 };
                 let opts = sqlx::mysql::MySqlConnectOptions::from_str(&url)?;
-                let pool = sqlx::mysql::MySqlPoolOptions::new()
-                    .max_connections(options.max_connections)
-                    .acquire_timeout(options.acquire_timeout)
-                    .connect_with(opts)
-                    .await?;
+                let pool = options.pool::<sqlx::MySql>().connect_with(opts).await?;
                 Ok(Db::MySql(pool))
             }
             #[cfg(feature = "sqlite")]
@@ -176,9 +204,9 @@ impl Db {
                 } else {
                     options.max_connections
                 };
-                let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                let pool = options
+                    .pool::<sqlx::Sqlite>()
                     .max_connections(max)
-                    .acquire_timeout(options.acquire_timeout)
                     .connect_with(opts)
                     .await?;
                 Ok(Db::Sqlite(pool))

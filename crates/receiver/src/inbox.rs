@@ -832,6 +832,7 @@ pub(crate) trait ClaimedRows {
 
 /// The rows of a processing transaction still held by `$1`, without the
 /// id condition.
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
 const HELD: &str = "SELECT id FROM ey_inbox WHERE claimed_by = $1 \
      AND status IN ('received', 'retrying')";
 
@@ -852,7 +853,8 @@ fn one_result(results: &[(i64, String)]) -> Option<&str> {
         .then_some(first.as_str())
 }
 
-/// [`HELD`] on PostgreSQL, locking the rows, for the ids of the array `$2`.
+/// The rows of a processing transaction still held by `$1` among the ids
+/// of the array `$2`, locked (PostgreSQL).
 ///
 /// Each id is one probe of the primary key: the lateral subquery with its
 /// `LIMIT` cannot be flattened. As `… AND id = ANY($2) FOR UPDATE` it was

@@ -187,7 +187,7 @@ fn default_backlog() -> u64 {
     10_000
 }
 fn default_prefetch() -> u16 {
-    256
+    1000
 }
 
 impl Default for ReceiverSettings {
