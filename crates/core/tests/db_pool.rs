@@ -1,5 +1,6 @@
 //! The pool's connection checks (`DbOptions::ping_idle_after`), against a
 //! real PostgreSQL behind a proxy the test cuts.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::str::FromStr;
 use std::time::Duration;
