@@ -71,7 +71,7 @@ pub fn daemon_log_tails(lines: usize) -> String {
 /// Starts `eventyard run --config settings` and waits until `/healthz` on
 /// `port` answers. Its warnings and errors go to `settings` with the
 /// extension `.log` (appended, across restarts).
-pub fn start_daemon(settings: &Path, port: u16) -> Child {
+pub fn start_daemon(settings: &Path, port: u16) -> Daemon {
     let log_path = settings.with_extension("log");
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -94,11 +94,40 @@ pub fn start_daemon(settings: &Path, port: u16) -> Child {
         .unwrap();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
+    let daemon = Daemon(child);
     while !healthy(addr) {
         assert!(Instant::now() < deadline, "the daemon did not come up");
         std::thread::sleep(Duration::from_millis(100));
     }
-    child
+    daemon
+}
+
+/// A daemon subprocess, killed (SIGKILL) when dropped still running — so
+/// that a failing test leaves no daemon behind to load the machine and
+/// the services of the tests after it.
+#[derive(Debug)]
+pub struct Daemon(Child);
+
+impl std::ops::Deref for Daemon {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 /// One `i64` from a query.
@@ -140,7 +169,7 @@ pub async fn wait_count(db: &Db, sql: &str, want: i64, secs: u64, what: &str) {
 }
 
 /// Stops a daemon subprocess gracefully (SIGTERM) and waits for it.
-pub fn stop(mut daemon: Child) {
+pub fn stop(mut daemon: Daemon) {
     let _ = Command::new("kill")
         .args(["-TERM", &daemon.id().to_string()])
         .status();
