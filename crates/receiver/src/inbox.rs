@@ -1111,9 +1111,37 @@ impl FreshIds for sqlx::MySqlConnection {
 }
 
 #[cfg(all(test, feature = "postgres"))]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use eventyard_testkit::TestDb;
+
+    type Explain<'q> =
+        sqlx::query::QueryScalar<'q, sqlx::Postgres, String, sqlx::postgres::PgArguments>;
+
+    /// `EXPLAIN` of `sql`, its parameters bound by `bind`, as PostgreSQL
+    /// plans it for these values (a custom plan) and for any values (a
+    /// generic plan, as cached after a few executions): `(mode, plan)`.
+    async fn plans(
+        conn: &mut sqlx::PgConnection,
+        sql: &str,
+        bind: impl for<'q> Fn(Explain<'q>) -> Explain<'q>,
+    ) -> Vec<(&'static str, String)> {
+        let explain = format!("EXPLAIN {sql}");
+        let mut out = Vec::new();
+        for mode in ["force_custom_plan", "force_generic_plan"] {
+            sqlx::query(&format!("SET plan_cache_mode = {mode}"))
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+            let lines: Vec<String> = bind(sqlx::query_scalar(&explain).persistent(false))
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap();
+            out.push((mode, lines.join("\n")));
+        }
+        out
+    }
 
     /// The id check probes the unique index once per event, on both of its
     /// columns, while the planner thinks the inbox is empty (statistics not
@@ -1135,19 +1163,8 @@ mod tests {
         .await
         .unwrap();
         let ids: Vec<String> = (19_990..20_010).map(|i| format!("e{i}")).collect();
-        for mode in ["force_custom_plan", "force_generic_plan"] {
-            sqlx::query(&format!("SET plan_cache_mode = {mode}"))
-                .execute(&mut *conn)
-                .await
-                .unwrap();
-            let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {PG_FRESH_IDS}"))
-                .persistent(false)
-                .bind(&ids)
-                .bind("S")
-                .fetch_all(&mut *conn)
-                .await
-                .unwrap();
-            let plan = plan.join("\n");
+        for (mode, plan) in plans(&mut conn, PG_FRESH_IDS, |q| q.bind(ids.clone()).bind("S")).await
+        {
             assert!(
                 plan.lines().any(|l| l.contains("Index Cond")
                     && l.contains("subscriber")
@@ -1204,19 +1221,8 @@ mod tests {
             .await
             .unwrap();
         let ids: Vec<i64> = (19_990..=20_000).collect();
-        for mode in ["force_custom_plan", "force_generic_plan"] {
-            sqlx::query(&format!("SET plan_cache_mode = {mode}"))
-                .execute(&mut *conn)
-                .await
-                .unwrap();
-            let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {PG_LOCK_HELD}"))
-                .persistent(false)
-                .bind("me")
-                .bind(&ids)
-                .fetch_all(&mut *conn)
-                .await
-                .unwrap();
-            let plan = plan.join("\n");
+        for (mode, plan) in plans(&mut conn, PG_LOCK_HELD, |q| q.bind("me").bind(ids.clone())).await
+        {
             assert!(
                 plan.contains("Index Cond: (id = u.id)"),
                 "{mode}: each id is one probe of the primary key:\n{plan}"
