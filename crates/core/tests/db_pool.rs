@@ -9,14 +9,22 @@ use eventyard_core::db::{Db, DbOptions};
 use eventyard_testkit::proxy::Proxy;
 use eventyard_testkit::TestDb;
 
-/// `t`'s URL, through a new proxy.
-async fn proxied(t: &TestDb) -> (Proxy, String) {
+/// A pool of one connection to a fresh database through a new proxy, with
+/// `ping_idle_after`, its connection opened and used once.
+async fn pool_through_proxy(ping_idle_after: Duration) -> (TestDb, Proxy, Db) {
+    let t = TestDb::postgres().await;
     let opts = sqlx::postgres::PgConnectOptions::from_str(&t.url).unwrap();
     let server = format!("{}:{}", opts.get_host(), opts.get_port());
     let proxy = Proxy::start(&server).await;
     assert!(t.url.contains(&server), "{} names {server}", t.url);
     let url = t.url.replacen(&server, &proxy.addr().to_string(), 1);
-    (proxy, url)
+    let options = DbOptions::default()
+        .max_connections(1)
+        .ping_idle_after(ping_idle_after);
+    let db = Db::connect_with(&url, &options).await.unwrap();
+    assert_eq!(select_one(&db).await.unwrap(), 1);
+    assert_eq!(proxy.open_connections(), 1);
+    (t, proxy, db)
 }
 
 async fn select_one(db: &Db) -> Result<i32, sqlx::Error> {
@@ -30,14 +38,7 @@ async fn select_one(db: &Db) -> Result<i32, sqlx::Error> {
 /// use: one broken meanwhile is replaced, and the statement succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_broken_while_idle_is_replaced_before_use() {
-    let t = TestDb::postgres().await;
-    let (proxy, url) = proxied(&t).await;
-    let options = DbOptions::default()
-        .max_connections(1)
-        .ping_idle_after(Duration::from_millis(50));
-    let db = Db::connect_with(&url, &options).await.unwrap();
-    assert_eq!(select_one(&db).await.unwrap(), 1);
-    assert_eq!(proxy.open_connections(), 1);
+    let (_t, proxy, db) = pool_through_proxy(Duration::from_millis(50)).await;
 
     proxy.cut(Duration::ZERO);
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -54,13 +55,7 @@ async fn a_connection_broken_while_idle_is_replaced_before_use() {
 /// statement, is dropped, and the next statement gets a new one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_reused_at_once_is_not_checked_again() {
-    let t = TestDb::postgres().await;
-    let (proxy, url) = proxied(&t).await;
-    let options = DbOptions::default()
-        .max_connections(1)
-        .ping_idle_after(Duration::from_secs(3600));
-    let db = Db::connect_with(&url, &options).await.unwrap();
-    assert_eq!(select_one(&db).await.unwrap(), 1);
+    let (_t, proxy, db) = pool_through_proxy(Duration::from_secs(3600)).await;
     // Back in the pool (its check on release has run).
     tokio::time::sleep(Duration::from_millis(100)).await;
 
