@@ -43,7 +43,11 @@ async fn wait_holders(db: &Db, secs: u64, what: &str, ok: impl Fn(&BTreeMap<i32,
         if ok(&h) {
             return;
         }
-        assert!(Instant::now() < deadline, "{what}: {h:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {h:?}{}",
+            support::daemon_log_tails(40)
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
