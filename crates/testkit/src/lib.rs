@@ -96,7 +96,7 @@ impl TestDb {
             .unwrap()
             .connect()
             .await
-            .expect("PostgreSQL answers (README.md, "Run the tests", says how to start it)");
+            .expect("PostgreSQL answers (README.md, 'Run the tests', says how to start it)");
         admin
             .execute(format!("CREATE DATABASE {name}").as_str())
             .await
@@ -119,7 +119,7 @@ impl TestDb {
             .unwrap()
             .connect()
             .await
-            .expect("MariaDB answers (README.md, "Run the tests", says how to start it)");
+            .expect("MariaDB answers (README.md, 'Run the tests', says how to start it)");
         admin
             .execute(format!("CREATE DATABASE {name} CHARACTER SET utf8mb4").as_str())
             .await
