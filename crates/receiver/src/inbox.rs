@@ -175,6 +175,11 @@ pub(crate) struct Claim<'a> {
     pub(crate) lease: Duration,
     pub(crate) now: DateTime<Utc>,
     pub(crate) limit: u32,
+    /// Only rows with a higher id (`0`: any). A batch run claims chunk
+    /// after chunk past the last id it claimed, so that each claim starts
+    /// where the previous one ended instead of passing over every row the
+    /// run has finished already.
+    pub(crate) after_id: i64,
 }
 
 pub(crate) const ROW_COLUMNS: &str =
@@ -638,7 +643,7 @@ impl Inbox {
         let until = lease_until(c.now, c.lease);
         let filter = "subscriber = $3 AND event_type = $4 AND status IN ('received', 'retrying') \
              AND (next_attempt_at IS NULL OR next_attempt_at <= $5) \
-             AND (claimed_until IS NULL OR claimed_until < $5) ORDER BY id LIMIT $6";
+             AND (claimed_until IS NULL OR claimed_until < $5) AND id > $6 ORDER BY id LIMIT $7";
         let mut rows: Vec<InboxRow> = match self.db.backend() {
             Backend::Postgres | Backend::Sqlite => {
                 let lock = if self.db.backend() == Backend::Postgres {
@@ -653,7 +658,7 @@ impl Inbox {
                 with_pool!(&self.db, pool => {
                     sqlx::query_as::<_, InboxRow>(&sql)
                         .bind(c.owner).bind(until).bind(c.subscriber).bind(c.event_type)
-                        .bind(c.now).bind(i64::from(c.limit))
+                        .bind(c.now).bind(c.after_id).bind(i64::from(c.limit))
                         .fetch_all(pool).await?
                 })
             }
@@ -674,7 +679,7 @@ impl Inbox {
         let select = "SELECT id FROM ey_inbox WHERE subscriber = ? AND event_type = ? \
              AND status IN ('received', 'retrying') \
              AND (next_attempt_at IS NULL OR next_attempt_at <= ?) \
-             AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY id LIMIT ? \
+             AND (claimed_until IS NULL OR claimed_until < ?) AND id > ? ORDER BY id LIMIT ? \
              FOR UPDATE SKIP LOCKED";
         let mut tx = pool.begin().await?;
         let ids: Vec<i64> = sqlx::query_scalar(select)
@@ -682,6 +687,7 @@ impl Inbox {
             .bind(c.event_type)
             .bind(c.now)
             .bind(c.now)
+            .bind(c.after_id)
             .bind(i64::from(c.limit))
             .fetch_all(&mut *tx)
             .await?;
@@ -1247,5 +1253,53 @@ mod tests {
         .unwrap();
         assert_eq!(free, vec![19_999, 20_000]);
         tx.rollback().await.unwrap();
+    }
+
+    /// A claim past `after_id` takes the next rows by id after it, and
+    /// none at or below it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_claim_past_an_id_starts_after_it() {
+        let t = TestDb::migrated(Backend::Postgres).await;
+        let Db::Postgres(pool) = &t.db else {
+            unreachable!("a PostgreSQL test database")
+        };
+        sqlx::query(
+            "INSERT INTO ey_inbox (event_id, event_type, subscriber, status, payload) \
+             SELECT 'e' || g, 'T', 'S', 'received', '\\x00' FROM generate_series(1, 10) g",
+        )
+        .execute(pool)
+        .await
+        .unwrap();
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM ey_inbox ORDER BY id")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        let inbox = Inbox::new(t.db.clone());
+        let claim = |after_id: i64, limit: u32| Claim {
+            subscriber: "S",
+            event_type: "T",
+            owner: "me",
+            lease: Duration::from_secs(60),
+            now: Utc::now(),
+            limit,
+            after_id,
+        };
+        let got: Vec<i64> = inbox
+            .claim(&claim(ids[4], 3))
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(got, ids[5..8]);
+        let got: Vec<i64> = inbox
+            .claim(&claim(0, 20))
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        let expected: Vec<i64> = ids[..5].iter().chain(&ids[8..]).copied().collect();
+        assert_eq!(got, expected, "the rest, the claimed ones left out");
     }
 }

@@ -112,7 +112,10 @@ pub(crate) async fn batch_timer(
     }
 }
 
-/// One batch run: claims and processes chunks until none is left.
+/// One batch run: claims and processes chunks until none is left, each
+/// claim past the highest id claimed before it in this run. Rows of lower
+/// ids that become claimable meanwhile (a lease of another instance
+/// expiring, a retry falling due) wait for the next run.
 /// Returns how many events it handled.
 async fn run_batch(
     shared: &Arc<Shared>,
@@ -120,6 +123,7 @@ async fn run_batch(
     stop: &mut watch::Receiver<bool>,
 ) -> Result<u64> {
     let mut total = 0;
+    let mut after_id = 0;
     loop {
         if *stop.borrow() {
             return Ok(total);
@@ -130,11 +134,13 @@ async fn run_batch(
         }
         match settings.handler.clone() {
             Some(HandlerKind::Batch(h)) => {
-                let claim = shared.claim(&rt.event_type, shared.opts.batch_size);
+                let mut claim = shared.claim(&rt.event_type, shared.opts.batch_size);
+                claim.after_id = after_id;
                 let rows = shared.inbox.claim(&claim).await?;
-                if rows.is_empty() {
+                let Some(last) = rows.iter().map(|r| r.id).max() else {
                     return Ok(total);
-                }
+                };
+                after_id = last;
                 total += rows.len() as u64;
                 process_batch(shared, rt, &settings, h.as_ref(), rows).await?;
             }
@@ -152,13 +158,13 @@ async fn run_batch(
                 let limit = u32::try_from(room)
                     .unwrap_or(u32::MAX)
                     .min(shared.opts.batch_size);
-                let rows = shared
-                    .inbox
-                    .claim(&shared.claim(&rt.event_type, limit))
-                    .await?;
-                if rows.is_empty() {
+                let mut claim = shared.claim(&rt.event_type, limit);
+                claim.after_id = after_id;
+                let rows = shared.inbox.claim(&claim).await?;
+                let Some(last) = rows.iter().map(|r| r.id).max() else {
                     return Ok(total);
-                }
+                };
+                after_id = last;
                 total += rows.len() as u64;
                 for row in rows {
                     rt.dispatch(Job {

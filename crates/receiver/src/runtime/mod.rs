@@ -160,6 +160,7 @@ impl Shared {
             lease: self.opts.lease + self.opts.handler_timeout,
             now: chrono::Utc::now(),
             limit,
+            after_id: 0,
         }
     }
 }
