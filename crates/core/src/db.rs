@@ -349,6 +349,25 @@ fn dollar_to_question(statement: &str) -> String {
     out
 }
 
+/// The `WHERE` condition of a claim's `UPDATE` of `table` (PostgreSQL and
+/// SQLite): the rows that `SELECT id FROM table WHERE {filter}` finds (the
+/// filter ends with its `ORDER BY … LIMIT …`).
+///
+/// On PostgreSQL the selection also locks its rows (`FOR UPDATE SKIP
+/// LOCKED`), and its ids come as one array evaluated once, so that the
+/// update finds each row by its primary key. As `id IN (SELECT …)` the
+/// update was planned as a join, and with the table's statistics up to
+/// date PostgreSQL chose a hash join over a scan of the whole table:
+/// 19.4 ms instead of 6.8 ms to claim 500 rows of 100,000.
+pub fn claimed_ids(backend: Backend, table: &str, filter: &str) -> String {
+    match backend {
+        Backend::Postgres => {
+            format!("id = ANY(ARRAY(SELECT id FROM {table} WHERE {filter} FOR UPDATE SKIP LOCKED))")
+        }
+        _ => format!("id IN (SELECT id FROM {table} WHERE {filter})"),
+    }
+}
+
 /// MySQL has no `UPDATE … RETURNING`: after a caller has selected and locked
 /// the rows `ids` of `table` (`… FOR UPDATE SKIP LOCKED` in its transaction
 /// `conn`), this writes the claim lease on them and reads them back with

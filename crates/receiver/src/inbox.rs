@@ -641,20 +641,9 @@ impl Inbox {
     /// `retrying` and due, and that nobody holds (or whose lease expired).
     pub(crate) async fn claim(&self, c: &Claim<'_>) -> Result<Vec<InboxRow>> {
         let until = lease_until(c.now, c.lease);
-        let filter = "subscriber = $3 AND event_type = $4 AND status IN ('received', 'retrying') \
-             AND (next_attempt_at IS NULL OR next_attempt_at <= $5) \
-             AND (claimed_until IS NULL OR claimed_until < $5) AND id > $6 ORDER BY id LIMIT $7";
         let mut rows: Vec<InboxRow> = match self.db.backend() {
             Backend::Postgres | Backend::Sqlite => {
-                let lock = if self.db.backend() == Backend::Postgres {
-                    " FOR UPDATE SKIP LOCKED"
-                } else {
-                    ""
-                };
-                let sql = format!(
-                    "UPDATE ey_inbox SET claimed_by = $1, claimed_until = $2 WHERE id IN \
-                     (SELECT id FROM ey_inbox WHERE {filter}{lock}) RETURNING {ROW_COLUMNS}"
-                );
+                let sql = claim_sql(self.db.backend());
                 with_pool!(&self.db, pool => {
                     sqlx::query_as::<_, InboxRow>(&sql)
                         .bind(c.owner).bind(until).bind(c.subscriber).bind(c.event_type)
@@ -834,6 +823,20 @@ pub(crate) trait ClaimedRows {
         results: &[(i64, String)],
         now: DateTime<Utc>,
     ) -> Result<u64>;
+}
+
+/// The claim's statement (PostgreSQL, SQLite): binds the owner, the lease
+/// end, the subscriber, the event type, now, the id to start after and the
+/// limit.
+fn claim_sql(backend: Backend) -> String {
+    let filter = "subscriber = $3 AND event_type = $4 AND status IN ('received', 'retrying') \
+         AND (next_attempt_at IS NULL OR next_attempt_at <= $5) \
+         AND (claimed_until IS NULL OR claimed_until < $5) AND id > $6 ORDER BY id LIMIT $7";
+    format!(
+        "UPDATE ey_inbox SET claimed_by = $1, claimed_until = $2 WHERE {} \
+         RETURNING {ROW_COLUMNS}",
+        eventyard_core::db::claimed_ids(backend, "ey_inbox", filter)
+    )
 }
 
 /// The rows of a processing transaction still held by `$1`, without the
@@ -1301,5 +1304,54 @@ mod tests {
             .collect();
         let expected: Vec<i64> = ids[..5].iter().chain(&ids[8..]).copied().collect();
         assert_eq!(got, expected, "the rest, the claimed ones left out");
+    }
+
+    /// A claim's update finds its rows by primary key, with the table's
+    /// statistics up to date (as `id IN (SELECT …)` it was planned as a
+    /// hash join over a scan of the whole table) and before any.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_claim_updates_its_rows_by_primary_key() {
+        let t = TestDb::migrated(Backend::Postgres).await;
+        let Db::Postgres(pool) = &t.db else {
+            unreachable!("a PostgreSQL test database")
+        };
+        let mut conn = pool.acquire().await.unwrap();
+        sqlx::query(
+            "INSERT INTO ey_inbox (event_id, event_type, subscriber, status, payload) \
+             SELECT 'e' || g, 'T', 'S', CASE WHEN g <= 50000 THEN 'done' ELSE 'received' END, \
+             '\\x00' FROM generate_series(1, 100000) g",
+        )
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        let sql = claim_sql(Backend::Postgres);
+        for analyzed in [false, true] {
+            if analyzed {
+                sqlx::query("ANALYZE ey_inbox")
+                    .execute(&mut *conn)
+                    .await
+                    .unwrap();
+            }
+            fn bind(q: Explain<'_>) -> Explain<'_> {
+                q.bind("me")
+                    .bind(Utc::now())
+                    .bind("S")
+                    .bind("T")
+                    .bind(Utc::now())
+                    .bind(80_000_i64)
+                    .bind(500_i64)
+            }
+            for (mode, plan) in plans(&mut conn, &sql, bind).await {
+                let update = plan.lines().last().unwrap_or_default();
+                assert!(
+                    update.contains("Index Cond: (id = ANY ($"),
+                    "analyzed {analyzed}, {mode}: the update finds its rows by id:\n{plan}"
+                );
+                assert!(
+                    !plan.contains("Seq Scan") && !plan.contains("Hash"),
+                    "analyzed {analyzed}, {mode}: no scan of the whole table:\n{plan}"
+                );
+            }
+        }
     }
 }

@@ -218,15 +218,14 @@ impl Outbox {
         let until = lease_until(req.now, req.lease);
         let mut rows: Vec<OutboxRow> = match self.db.backend() {
             Backend::Postgres | Backend::Sqlite => {
-                let lock = if self.db.backend() == Backend::Postgres {
-                    " FOR UPDATE SKIP LOCKED"
-                } else {
-                    ""
-                };
                 let sql = format!(
-                    "UPDATE ey_outbox SET claimed_by = $1, claimed_until = $2 WHERE id IN \
-                     (SELECT id FROM ey_outbox WHERE {}{lock}) RETURNING {ROW_COLUMNS}",
-                    claim_filter(req, 3)
+                    "UPDATE ey_outbox SET claimed_by = $1, claimed_until = $2 WHERE {} \
+                     RETURNING {ROW_COLUMNS}",
+                    eventyard_core::db::claimed_ids(
+                        self.db.backend(),
+                        "ey_outbox",
+                        &claim_filter(req, 3)
+                    )
                 );
                 with_pool!(&self.db, pool => {
                     let q = sqlx::query_as::<_, OutboxRow>(&sql).bind(req.owner).bind(until);
