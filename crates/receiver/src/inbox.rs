@@ -639,6 +639,7 @@ impl Inbox {
 
     /// Claims up to `limit` rows of one type that are `received`, or
     /// `retrying` and due, and that nobody holds (or whose lease expired).
+    /// Returns them in id order.
     pub(crate) async fn claim(&self, c: &Claim<'_>) -> Result<Vec<InboxRow>> {
         let until = lease_until(c.now, c.lease);
         let mut rows: Vec<InboxRow> = match self.db.backend() {
@@ -1125,6 +1126,18 @@ mod tests {
     use super::*;
     use eventyard_testkit::TestDb;
 
+    /// A fresh migrated PostgreSQL database whose inbox `insert` filled
+    /// (statistics never gathered), and a pool on it.
+    async fn inbox_with(insert: &str) -> (TestDb, sqlx::PgPool) {
+        let t = TestDb::migrated(Backend::Postgres).await;
+        let Db::Postgres(pool) = &t.db else {
+            unreachable!("a PostgreSQL test database")
+        };
+        let pool = pool.clone();
+        sqlx::query(insert).execute(&pool).await.unwrap();
+        (t, pool)
+    }
+
     type Explain<'q> =
         sqlx::query::QueryScalar<'q, sqlx::Postgres, String, sqlx::postgres::PgArguments>;
 
@@ -1158,19 +1171,13 @@ mod tests {
     /// generic plan).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn fresh_ids_probe_the_unique_index_whatever_the_statistics() {
-        let t = TestDb::migrated(Backend::Postgres).await;
-        let Db::Postgres(pool) = &t.db else {
-            unreachable!("a PostgreSQL test database")
-        };
-        let mut conn = pool.acquire().await.unwrap();
         // 20,000 stored events, never analyzed.
-        sqlx::query(
+        let (_t, pool) = inbox_with(
             "INSERT INTO ey_inbox (event_id, event_type, subscriber, status, payload) \
              SELECT 'e' || g, 'T', 'S', 'done', '\\x00' FROM generate_series(1, 20000) g",
         )
-        .execute(&mut *conn)
-        .await
-        .unwrap();
+        .await;
+        let mut conn = pool.acquire().await.unwrap();
         let ids: Vec<String> = (19_990..20_010).map(|i| format!("e{i}")).collect();
         for (mode, plan) in plans(&mut conn, PG_FRESH_IDS, |q| q.bind(ids.clone()).bind("S")).await
         {
@@ -1207,20 +1214,14 @@ mod tests {
     /// rows still held, no others.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_claim_check_probes_the_primary_key_whatever_the_statistics() {
-        let t = TestDb::migrated(Backend::Postgres).await;
-        let Db::Postgres(pool) = &t.db else {
-            unreachable!("a PostgreSQL test database")
-        };
-        let mut conn = pool.acquire().await.unwrap();
         // 20,000 unfinished rows held by `me`, never analyzed; the last
         // one finished, the one before held by someone else.
-        sqlx::query(
+        let (_t, pool) = inbox_with(
             "INSERT INTO ey_inbox (event_id, event_type, subscriber, status, payload, claimed_by) \
              SELECT 'e' || g, 'T', 'S', 'received', '\\x00', 'me' FROM generate_series(1, 20000) g",
         )
-        .execute(&mut *conn)
-        .await
-        .unwrap();
+        .await;
+        let mut conn = pool.acquire().await.unwrap();
         sqlx::query("UPDATE ey_inbox SET status = 'done', claimed_by = NULL WHERE id = 20000")
             .execute(&mut *conn)
             .await
@@ -1262,19 +1263,13 @@ mod tests {
     /// none at or below it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_claim_past_an_id_starts_after_it() {
-        let t = TestDb::migrated(Backend::Postgres).await;
-        let Db::Postgres(pool) = &t.db else {
-            unreachable!("a PostgreSQL test database")
-        };
-        sqlx::query(
+        let (t, pool) = inbox_with(
             "INSERT INTO ey_inbox (event_id, event_type, subscriber, status, payload) \
              SELECT 'e' || g, 'T', 'S', 'received', '\\x00' FROM generate_series(1, 10) g",
         )
-        .execute(pool)
-        .await
-        .unwrap();
+        .await;
         let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM ey_inbox ORDER BY id")
-            .fetch_all(pool)
+            .fetch_all(&pool)
             .await
             .unwrap();
         let inbox = Inbox::new(t.db.clone());
@@ -1287,21 +1282,15 @@ mod tests {
             limit,
             after_id,
         };
-        let got: Vec<i64> = inbox
-            .claim(&claim(ids[4], 3))
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.id)
-            .collect();
-        assert_eq!(got, ids[5..8]);
-        let got: Vec<i64> = inbox
-            .claim(&claim(0, 20))
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.id)
-            .collect();
+        let claimed = |c: Claim<'static>| {
+            let inbox = &inbox;
+            async move {
+                let rows = inbox.claim(&c).await.unwrap();
+                rows.iter().map(|r| r.id).collect::<Vec<i64>>()
+            }
+        };
+        assert_eq!(claimed(claim(ids[4], 3)).await, ids[5..8]);
+        let got = claimed(claim(0, 20)).await;
         let expected: Vec<i64> = ids[..5].iter().chain(&ids[8..]).copied().collect();
         assert_eq!(got, expected, "the rest, the claimed ones left out");
     }
@@ -1311,19 +1300,13 @@ mod tests {
     /// hash join over a scan of the whole table) and before any.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_claim_updates_its_rows_by_primary_key() {
-        let t = TestDb::migrated(Backend::Postgres).await;
-        let Db::Postgres(pool) = &t.db else {
-            unreachable!("a PostgreSQL test database")
-        };
-        let mut conn = pool.acquire().await.unwrap();
-        sqlx::query(
+        let (_t, pool) = inbox_with(
             "INSERT INTO ey_inbox (event_id, event_type, subscriber, status, payload) \
              SELECT 'e' || g, 'T', 'S', CASE WHEN g <= 50000 THEN 'done' ELSE 'received' END, \
              '\\x00' FROM generate_series(1, 100000) g",
         )
-        .execute(&mut *conn)
-        .await
-        .unwrap();
+        .await;
+        let mut conn = pool.acquire().await.unwrap();
         let sql = claim_sql(Backend::Postgres);
         for analyzed in [false, true] {
             if analyzed {

@@ -132,40 +132,39 @@ async fn run_batch(
         if settings.cfg.process_mode != ProcessMode::Batch {
             return Ok(total);
         }
-        match settings.handler.clone() {
-            Some(HandlerKind::Batch(h)) => {
-                let mut claim = shared.claim(&rt.event_type, shared.opts.batch_size);
-                claim.after_id = after_id;
-                let rows = shared.inbox.claim(&claim).await?;
-                let Some(last) = rows.iter().map(|r| r.id).max() else {
-                    return Ok(total);
-                };
-                after_id = last;
-                total += rows.len() as u64;
-                process_batch(shared, rt, &settings, h.as_ref(), rows).await?;
-            }
-            _ => {
-                // A per-event handler (or none): feed the pool as room allows.
-                let room = shared.opts.backlog.saturating_sub(rt.pending());
-                if room == 0 {
-                    tokio::select! {
-                        _ = rt.progress.notified() => {}
-                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                        _ = super::stopped(stop) => return Ok(total),
-                    }
-                    continue;
+        let batch_handler = match settings.handler.clone() {
+            Some(HandlerKind::Batch(h)) => Some(h),
+            _ => None,
+        };
+        let limit = if batch_handler.is_some() {
+            shared.opts.batch_size
+        } else {
+            // A per-event handler (or none): feed the pool as room allows.
+            let room = shared.opts.backlog.saturating_sub(rt.pending());
+            if room == 0 {
+                tokio::select! {
+                    _ = rt.progress.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    _ = super::stopped(stop) => return Ok(total),
                 }
-                let limit = u32::try_from(room)
-                    .unwrap_or(u32::MAX)
-                    .min(shared.opts.batch_size);
-                let mut claim = shared.claim(&rt.event_type, limit);
-                claim.after_id = after_id;
-                let rows = shared.inbox.claim(&claim).await?;
-                let Some(last) = rows.iter().map(|r| r.id).max() else {
-                    return Ok(total);
-                };
-                after_id = last;
-                total += rows.len() as u64;
+                continue;
+            }
+            u32::try_from(room)
+                .unwrap_or(u32::MAX)
+                .min(shared.opts.batch_size)
+        };
+        let mut claim = shared.claim(&rt.event_type, limit);
+        claim.after_id = after_id;
+        let rows = shared.inbox.claim(&claim).await?;
+        // Claimed rows come in id order.
+        let Some(last) = rows.last() else {
+            return Ok(total);
+        };
+        after_id = last.id;
+        total += rows.len() as u64;
+        match batch_handler {
+            Some(h) => process_batch(shared, rt, &settings, h.as_ref(), rows).await?,
+            None => {
                 for row in rows {
                     rt.dispatch(Job {
                         id: row.id,
